@@ -1,0 +1,560 @@
+"""The daemon's configuration: TOML that mirrors wrangler, checked before serving.
+
+Every mistake is found in one pass and reported together, each naming the
+file, the key and its line, so an operator fixes a config in one edit rather
+than one restart per typo. Settings are documented in docs/configuration.md;
+keep the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .placement import DEFAULT_NODES, JURISDICTIONS, LOCATION_HINTS, NodeLayout
+from .routing import party_names
+
+DEFAULT_CONFIG_TOML = """\
+[server]
+host = "127.0.0.1"
+port = 1999
+
+[[durable_objects.bindings]]
+name = "PubSub"
+class_name = "PubSubServer"
+
+[[migrations]]
+tag = "v1"
+new_classes = ["PubSubServer"]
+"""
+BUILTIN_SOURCE = "<built-in default>"
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    source: str
+    line: int | None
+    key: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        key = f" [{self.key}]" if self.key else ""
+        return f"{where}:{key} {self.severity}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config that cannot be served; ``issues`` holds every error and warning found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 1999
+    backlog: int = 4096
+    country_header: str = "CF-IPCountry"
+    max_message_size: int = 1024 * 1024
+    max_buffered_bytes: int = 4 * 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    handshake_timeout: float = 10.0
+    close_timeout: float = 5.0
+    shutdown_timeout: float = 10.0
+    shutdown_close_code: int = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One party: a wrangler binding with its pub/sub options."""
+
+    name: str
+    class_name: str
+    nodes: int = DEFAULT_NODES
+    locations: Mapping[str, float] | None = None
+    jurisdiction: str | None = None
+    allowed_origins: tuple[str, ...] = ("*",)
+    layout: NodeLayout = field(default_factory=NodeLayout.build)
+
+    @property
+    def party_names(self) -> tuple[str, ...]:
+        return party_names(self.name)
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Requests without an Origin header come from servers, not browsers: always allowed."""
+        if origin is None or "*" in self.allowed_origins:
+            return True
+        return origin in self.allowed_origins
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    server: ServerSettings
+    bindings: tuple[Binding, ...]
+    location_countries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    warnings: tuple[ConfigIssue, ...] = ()
+
+    def parties(self) -> dict[str, Binding]:
+        """URL party name -> binding."""
+        return {party: b for b in self.bindings for party in b.party_names}
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and check a config file, or the built-in default when ``path`` is None."""
+    if path is None:
+        return parse_config(DEFAULT_CONFIG_TOML, BUILTIN_SOURCE)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(source, None, "", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(source, None, "", "not UTF-8 text")]) from exc
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str) -> Config:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError([ConfigIssue(source, line, "", f"not valid TOML: {exc}")]) from exc
+    checker = _Checker(source, _key_lines(text))
+    config = checker.check(document)
+    errors = [i for i in checker.issues if i.severity == "error"]
+    if errors or config is None:
+        raise ConfigError(checker.issues)
+    return config
+
+
+# --- where each key is written -------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_ASSIGN = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
+
+
+def _split_key(dotted: str) -> list[str]:
+    parts = re.findall(r"""(?:"[^"]*"|'[^']*'|[^.]+)""", dotted)
+    return [part.strip().strip("\"'") for part in parts]
+
+
+def _key_lines(text: str) -> dict[KeyPath, int]:
+    """Line of every table header and key assignment, by path (array entries by index).
+
+    tomllib gives values but no positions; this line scan recovers them for
+    the keys people write one per line, which is what error messages need.
+    """
+    lines: dict[KeyPath, int] = {}
+    array_counts: dict[tuple[str, ...], int] = {}
+    table: KeyPath = ()
+    in_multiline_string = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.count('"""') % 2 or raw.count("'''") % 2:
+            in_multiline_string = not in_multiline_string
+            if not in_multiline_string:
+                continue
+        if in_multiline_string:
+            continue
+        header = _HEADER.match(raw)
+        if header:
+            names = tuple(_split_key(header.group(2)))
+            if header.group(1) == "[[":
+                index = array_counts.get(names, -1) + 1
+                array_counts[names] = index
+                table = (*_resolve(names, array_counts), index)
+            else:
+                table = _resolve(names, array_counts)
+            lines.setdefault(table, number)
+            continue
+        assign = _ASSIGN.match(raw)
+        if assign:
+            lines.setdefault((*table, *_split_key(assign.group(1))), number)
+    return lines
+
+
+def _resolve(names: tuple[str, ...], array_counts: dict[tuple[str, ...], int]) -> KeyPath:
+    """Insert the current index after each array-of-tables name in a header path."""
+    path: list[str | int] = []
+    for i, name in enumerate(names):
+        path.append(name)
+        prefix = names[: i + 1]
+        if prefix in array_counts and i < len(names) - 1:
+            path.append(array_counts[prefix])
+    return tuple(path)
+
+
+# --- checking ------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _close_code(value: Any) -> str | None:
+    return None if value in (1001, 1012) else "must be 1001 (going away) or 1012 (restart)"
+
+
+def _not_empty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+@dataclass(frozen=True)
+class _Key:
+    kind: str
+    check: Check | None = None
+
+
+_KIND_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "number": (int, float),
+    "str": (str,),
+    "str_list": (list,),
+    "table": (dict,),
+}
+_KIND_NAMES = {
+    "int": "an integer",
+    "number": "a number",
+    "str": "a string",
+    "str_list": "a list of strings",
+    "table": "a table",
+}
+
+_SERVER_KEYS: dict[str, _Key] = {
+    "host": _Key("str", _not_empty),
+    "port": _Key("int", _port),
+    "backlog": _Key("int", _positive),
+    "country_header": _Key("str", _not_empty),
+    "max_message_size": _Key("int", _positive),
+    "max_buffered_bytes": _Key("int", _positive),
+    "max_header_bytes": _Key("int", _positive),
+    "ping_interval": _Key("number", _non_negative),
+    "ping_timeout": _Key("number", _positive),
+    "handshake_timeout": _Key("number", _positive),
+    "close_timeout": _Key("number", _positive),
+    "shutdown_timeout": _Key("number", _non_negative),
+    "shutdown_close_code": _Key("int", _close_code),
+}
+_BINDING_KEYS: dict[str, _Key] = {
+    "name": _Key("str", _not_empty),
+    "class_name": _Key("str", _not_empty),
+    "script_name": _Key("str"),
+    "environment": _Key("str"),
+}
+_MIGRATION_KEYS: dict[str, _Key] = {
+    "tag": _Key("str", _not_empty),
+    "new_classes": _Key("str_list"),
+    "new_sqlite_classes": _Key("str_list"),
+    "deleted_classes": _Key("str_list"),
+    "renamed_classes": _Key("table_list"),
+}
+_PUBSUB_KEYS: dict[str, _Key] = {
+    "binding": _Key("str", _not_empty),
+    "nodes": _Key("int", _positive),
+    "locations": _Key("table"),
+    "jurisdiction": _Key("str"),
+    "allowed_origins": _Key("str_list"),
+}
+_TOP_KEYS = {"server", "durable_objects", "migrations", "pubsub", "location_countries"}
+# Top-level wrangler keys that a wrangler.toml carries and the daemon has no use for.
+_WRANGLER_KEYS = {"name", "main", "compatibility_date", "compatibility_flags", "vars", "account_id"}
+
+
+class _Checker:
+    def __init__(self, source: str, lines: dict[KeyPath, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.issues: list[ConfigIssue] = []
+
+    def line_of(self, path: KeyPath) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def error(self, path: KeyPath, message: str, severity: str = "error") -> None:
+        key = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+        self.issues.append(ConfigIssue(self.source, self.line_of(path), key, message, severity))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.error(path, message, "warning")
+
+    def table(self, value: Any, path: KeyPath, keys: Mapping[str, _Key]) -> dict[str, Any]:
+        """The well-typed keys of a table; unknown and mistyped keys become errors."""
+        if not isinstance(value, dict):
+            self.error(path, "must be a table")
+            return {}
+        good: dict[str, Any] = {}
+        for key, item in value.items():
+            spec = keys.get(key)
+            if spec is None:
+                known = ", ".join(sorted(keys))
+                self.error((*path, key), f"unknown key (known keys here: {known})")
+                continue
+            if self.typed(item, (*path, key), spec):
+                good[key] = item
+        return good
+
+    def typed(self, value: Any, path: KeyPath, spec: _Key) -> bool:
+        if spec.kind == "table_list":
+            ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+            if not ok:
+                self.error(path, "must be a list of tables")
+            return ok
+        types = _KIND_TYPES[spec.kind]
+        if isinstance(value, bool) or not isinstance(value, types):
+            self.error(path, f"must be {_KIND_NAMES[spec.kind]}, not {_toml_type(value)}")
+            return False
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            self.error(path, "must be a list of strings")
+            return False
+        if spec.check is not None:
+            problem = spec.check(value)
+            if problem:
+                self.error(path, problem)
+                return False
+        return True
+
+    def check(self, doc: dict[str, Any]) -> Config | None:
+        for key in doc:
+            if key not in _TOP_KEYS and key not in _WRANGLER_KEYS:
+                self.error((key,), f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+        server = self.table(doc.get("server", {}), ("server",), _SERVER_KEYS)
+        settings = ServerSettings(**server)
+        if settings.max_buffered_bytes < settings.max_message_size:
+            self.error(
+                ("server", "max_buffered_bytes"),
+                f"must be at least max_message_size ({settings.max_message_size}): "
+                "one message must fit in a connection's outgoing buffer",
+            )
+        countries = self.location_countries(doc.get("location_countries", {}))
+        classes = self.migrations(doc.get("migrations"))
+        bindings = self.bindings(doc.get("durable_objects"), classes)
+        options = self.pubsub_options(doc.get("pubsub", []), bindings)
+        built = []
+        for name, class_name in bindings:
+            opts, path = options.get(name, ({}, ("pubsub",)))
+            built.append(self.binding(name, class_name, opts, path, countries))
+        if any(i.severity == "error" for i in self.issues):
+            return None
+        return Config(
+            source=self.source,
+            server=settings,
+            bindings=tuple(b for b in built if b is not None),
+            location_countries=countries,
+            warnings=tuple(self.issues),
+        )
+
+    def location_countries(self, value: Any) -> dict[str, tuple[str, ...]]:
+        path: KeyPath = ("location_countries",)
+        if not isinstance(value, dict):
+            self.error(path, "must be a table of location = [country codes]")
+            return {}
+        result = {}
+        for location, countries in value.items():
+            if self.typed(countries, (*path, location), _Key("str_list")):
+                bad = [c for c in countries if not re.fullmatch(r"[A-Za-z]{2}", c)]
+                if bad:
+                    self.error((*path, location), f"not ISO 3166 alpha-2 country codes: {bad}")
+                    continue
+                result[location] = tuple(c.upper() for c in countries)
+        return result
+
+    def migrations(self, value: Any) -> set[str]:
+        """The classes that exist after applying every migration in order."""
+        classes: set[str] = set()
+        if value is None:
+            return classes
+        if not isinstance(value, list):
+            self.error(("migrations",), "must be an array of tables ([[migrations]])")
+            return classes
+        tags: set[str] = set()
+        for i, entry in enumerate(value):
+            path: KeyPath = ("migrations", i)
+            m = self.table(entry, path, _MIGRATION_KEYS)
+            if "tag" not in m and isinstance(entry, dict) and "tag" not in entry:
+                self.error(path, "a migration needs a tag")
+            tag = m.get("tag")
+            if tag in tags:
+                self.error((*path, "tag"), f"duplicate migration tag {tag!r}")
+            if isinstance(tag, str):
+                tags.add(tag)
+            for name in m.get("new_classes", []) + m.get("new_sqlite_classes", []):
+                if name in classes:
+                    self.error(path, f"class {name!r} is created twice")
+                classes.add(name)
+            for j, rename in enumerate(m.get("renamed_classes", [])):
+                old, new = rename.get("from"), rename.get("to")
+                if not isinstance(old, str) or not isinstance(new, str):
+                    self.error((*path, "renamed_classes", j), 'needs "from" and "to" strings')
+                elif old not in classes:
+                    self.error((*path, "renamed_classes"), f"renames unknown class {old!r}")
+                else:
+                    classes.discard(old)
+                    classes.add(new)
+            for name in m.get("deleted_classes", []):
+                if name not in classes:
+                    self.error((*path, "deleted_classes"), f"deletes unknown class {name!r}")
+                classes.discard(name)
+        return classes
+
+    def bindings(self, value: Any, classes: set[str]) -> list[tuple[str, str]]:
+        if value is None:
+            self.error((), "no [[durable_objects.bindings]]: at least one binding is needed")
+            return []
+        if not isinstance(value, dict):
+            self.error(("durable_objects",), "must be a table")
+            return []
+        for key in value:
+            if key != "bindings":
+                self.error(("durable_objects", key), "unknown key (known keys here: bindings)")
+        entries = value.get("bindings")
+        if not isinstance(entries, list) or not entries:
+            self.error(("durable_objects",), "needs at least one [[durable_objects.bindings]]")
+            return []
+        found: list[tuple[str, str]] = []
+        parties: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            path: KeyPath = ("durable_objects", "bindings", i)
+            b = self.table(entry, path, _BINDING_KEYS)
+            for key in ("name", "class_name"):
+                if isinstance(entry, dict) and key not in entry:
+                    self.error(path, f"a binding needs {key!r}")
+            if "name" not in b or "class_name" not in b:
+                continue
+            name, class_name = b["name"], b["class_name"]
+            if class_name not in classes:
+                self.error(
+                    (*path, "class_name"),
+                    f"class {class_name!r} has no migration: add a [[migrations]] entry "
+                    f'with new_classes = ["{class_name}"]',
+                )
+            for party in party_names(name):
+                if party in parties:
+                    self.error(
+                        (*path, "name"),
+                        f"binding {name!r} answers to party {party!r}, "
+                        f"as binding {parties[party]!r} does",
+                    )
+                parties[party] = name
+            found.append((name, class_name))
+        return found
+
+    def pubsub_options(
+        self, value: Any, bindings: list[tuple[str, str]]
+    ) -> dict[str, tuple[dict[str, Any], KeyPath]]:
+        if not isinstance(value, list):
+            self.error(("pubsub",), "must be an array of tables ([[pubsub]])")
+            return {}
+        known = {name for name, _ in bindings}
+        result: dict[str, tuple[dict[str, Any], KeyPath]] = {}
+        for i, entry in enumerate(value):
+            path: KeyPath = ("pubsub", i)
+            opts = self.table(entry, path, _PUBSUB_KEYS)
+            name = opts.get("binding")
+            if name is None:
+                if isinstance(entry, dict) and "binding" not in entry:
+                    self.error(path, 'needs binding = "<name of a [[durable_objects.bindings]]>"')
+                continue
+            if name not in known:
+                self.error((*path, "binding"), f"no [[durable_objects.bindings]] is named {name!r}")
+            elif name in result:
+                self.error((*path, "binding"), f"binding {name!r} has options twice")
+            result[name] = (opts, path)
+        return result
+
+    def binding(
+        self,
+        name: str,
+        class_name: str,
+        opts: dict[str, Any],
+        path: KeyPath,
+        countries: dict[str, tuple[str, ...]],
+    ) -> Binding | None:
+        nodes = opts.get("nodes", DEFAULT_NODES)
+        locations = self.weights(opts.get("locations"), (*path, "locations"), countries)
+        jurisdiction = opts.get("jurisdiction")
+        if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
+            self.error(
+                (*path, "jurisdiction"),
+                f"unknown jurisdiction {jurisdiction!r} (known: {', '.join(JURISDICTIONS)})",
+            )
+            return None
+        if locations and jurisdiction:
+            self.error((*path, "jurisdiction"), "You can't specify both locations and jurisdiction")
+            return None
+        if "locations" in opts and locations is None:
+            return None
+        layout = NodeLayout.build(nodes, locations, jurisdiction, countries)
+        return Binding(
+            name=name,
+            class_name=class_name,
+            nodes=nodes,
+            locations=locations,
+            jurisdiction=jurisdiction,
+            allowed_origins=tuple(opts.get("allowed_origins", ("*",))),
+            layout=layout,
+        )
+
+    def weights(
+        self, value: Any, path: KeyPath, countries: dict[str, tuple[str, ...]]
+    ) -> dict[str, float] | None:
+        if value is None:
+            return None
+        ok = True
+        for location, weight in value.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                self.error((*path, location), f"weight must be a number above 0, not {weight!r}")
+                ok = False
+            elif location not in LOCATION_HINTS and location not in countries:
+                hint = " (a jurisdiction, not a location)" if location in JURISDICTIONS else ""
+                self.warn(
+                    (*path, location),
+                    f"{location!r}{hint} is not a location hint ({', '.join(LOCATION_HINTS)}) "
+                    "and has no [location_countries] entry: its nodes only get clients "
+                    "whose country is unknown or unconfigured",
+                )
+        if not value:
+            self.error(path, "must name at least one location")
+            ok = False
+        return dict(value) if ok else None
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__

@@ -1,0 +1,256 @@
+"""The public listener: non-blocking sockets on trio, feeding sessions.
+
+This is the I/O edge and nothing more: it accepts, reads bytes into sessions,
+writes what their outboxes hold, runs their timers, and closes transports.
+Why it looks like this (see docs/architecture.md and PERFORMANCE.md): a
+delivery never awaits; one flush per scheduler tick makes one ``send()`` per
+connection for everything queued since the last tick; only a connection whose
+kernel buffer is full gets a task that waits for it to drain.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import cast
+
+import trio
+
+from .rooms import Hub
+from .session import Session
+
+log = logging.getLogger("partysubd.engine")
+
+RECV_SIZE = 65536
+ACCEPT_ERRORS_TO_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Conn(Session):
+    """A session bound to its socket."""
+
+    __slots__ = ("closed", "finished_seen", "sock", "writing")
+
+    def __init__(self, hub: Hub, sock: socket.socket, peer: str, now: float) -> None:
+        super().__init__(hub, peer, now)
+        self.sock = sock
+        self.writing = False  # a drain task owns the writes
+        self.closed = False
+        self.finished_seen: float | None = None
+
+
+def open_listener(host: str, port: int, backlog: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Engine:
+    def __init__(self, hub: Hub, listener: socket.socket) -> None:
+        self.hub = hub
+        self.listener = listener
+        self.conns: set[Conn] = set()
+        self.accepting = True
+        self._flush_wanted = trio.Event()
+        self._all_closed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._accept_scope = trio.CancelScope()
+        settings = hub.config.server
+        timers = [settings.handshake_timeout, settings.ping_timeout, settings.close_timeout]
+        if settings.ping_interval > 0:
+            timers.append(settings.ping_interval)
+        self.sweep_interval = max(0.05, min(1.0, *timers) / 2)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.listener.getsockname()[:2]
+        return host, port
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._flush_loop)
+            nursery.start_soon(self._sweep_loop)
+            nursery.start_soon(self._accept_loop, nursery)
+            task_status.started()
+
+    async def shutdown(self, code: int, reason: str, timeout: float) -> None:
+        """Stop accepting, close every connection cleanly, wait for them up to ``timeout``."""
+        self.accepting = False
+        self._accept_scope.cancel()
+        trio.lowlevel.notify_closing(self.listener)
+        self.listener.close()
+        now = trio.current_time()
+        for conn in list(self.conns):
+            conn.close(code, reason, now)
+        self._flush()
+        with trio.move_on_after(timeout):
+            if self.conns:
+                await self._all_closed.wait()
+        for conn in list(self.conns):
+            self._close(conn)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # --- accepting and reading ---------------------------------------------
+
+    async def _accept_loop(self, nursery: trio.Nursery) -> None:
+        listener = self.listener
+        with self._accept_scope:
+            while True:
+                await trio.lowlevel.wait_readable(listener)
+                while True:
+                    try:
+                        sock, address = listener.accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno not in ACCEPT_ERRORS_TO_RETRY:
+                            raise
+                        log.warning("cannot accept a connection: %s; retrying shortly", exc)
+                        await trio.sleep(0.1)
+                        break
+                    sock.setblocking(False)
+                    if sock.family != socket.AF_UNIX:
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conn = Conn(self.hub, sock, _peer(address), trio.current_time())
+                    self.conns.add(conn)
+                    nursery.start_soon(self._read_loop, conn)
+
+    async def _read_loop(self, conn: Conn) -> None:
+        sock = conn.sock
+        hub = self.hub
+        try:
+            while not conn.closed:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                if not data:
+                    conn.eof_received()
+                    self._wake()
+                    return
+                conn.data_received(data, trio.current_time())
+                if hub.dirty:
+                    self._wake()
+        except (OSError, trio.ClosedResourceError):
+            self._close(conn)
+        except BaseException:
+            self._close(conn)
+            raise
+
+    # --- writing -----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._flush_wanted.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted = trio.Event()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand every dirty outbox to the kernel: one system call per connection."""
+        now: float | None = None
+        for subscriber in self.hub.take_dirty():
+            conn = cast(Conn, subscriber)
+            out = conn.out
+            if conn.closed:
+                out.scheduled = False
+                continue
+            if out.overflowed and not conn.finished and conn.close_deadline is None:
+                if now is None:
+                    now = trio.current_time()
+                conn.overflowed(now)
+            out.scheduled = False
+            if conn.writing:
+                continue
+            if out.size and not self._write(conn):
+                continue
+            if conn.finished and not out.size:
+                self._close(conn)
+
+    def _write(self, conn: Conn) -> bool:
+        """Send what the kernel takes now; False when the connection is gone."""
+        try:
+            _send_some(conn)
+        except OSError:
+            self._close(conn)
+            return False
+        if conn.out.size and self._nursery is not None:
+            conn.writing = True
+            self._nursery.start_soon(self._drain, conn)
+        return True
+
+    async def _drain(self, conn: Conn) -> None:
+        """Wait for a full kernel buffer to empty, then keep writing until the outbox is."""
+        try:
+            while conn.out.size and not conn.closed:
+                await trio.lowlevel.wait_writable(conn.sock)
+                _send_some(conn)
+        except (OSError, trio.ClosedResourceError):
+            self._close(conn)
+            return
+        finally:
+            conn.writing = False
+        if conn.finished and not conn.closed:
+            self._close(conn)
+
+    # --- timers and closing ------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        close_timeout = self.hub.config.server.close_timeout
+        while True:
+            await trio.sleep(self.sweep_interval)
+            now = trio.current_time()
+            for conn in list(self.conns):
+                conn.tick(now)
+                if conn.finished:
+                    if conn.finished_seen is None:
+                        conn.finished_seen = now
+                    elif now - conn.finished_seen >= close_timeout:
+                        self._close(conn)
+            if self.hub.dirty:
+                self._flush()
+
+    def _close(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.connection_lost()
+        self.conns.discard(conn)
+        trio.lowlevel.notify_closing(conn.sock)
+        conn.sock.close()
+        if not self.conns and not self.accepting:
+            self._all_closed.set()
+
+
+def _send_some(conn: Conn) -> None:
+    """One non-blocking send of the outbox's head; raises OSError when the peer is gone."""
+    out = conn.out
+    try:
+        if out.offset == 0 and len(out.chunks) == 1:
+            sent = conn.sock.send(out.chunks[0])
+        else:
+            sent = conn.sock.sendmsg(out.pending())
+    except BlockingIOError:
+        return
+    out.consumed(sent)
+
+
+def _peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address) or "unix"

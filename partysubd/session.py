@@ -1,0 +1,540 @@
+"""One client connection, sans-I/O: bytes in, bytes queued out, and decisions.
+
+A session starts as HTTP/1.1 (h11). A WebSocket upgrade on a party's URL
+turns it into a subscriber (wsproto for the incoming frames); a POST publishes
+and answers; anything else gets its status and reason. The session never
+touches a socket or a clock: the I/O layer feeds it bytes and the time, sends
+what its outbox holds, and closes the transport once ``finished`` is set and
+the outbox is drained.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from http import HTTPStatus
+from enum import Enum, auto
+from typing import cast
+
+import h11
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError, generate_accept_token
+
+from .config import ServerSettings
+from .frames import text_frame
+from .outbox import Outbox
+from .protocol import (
+    ErrorCode,
+    ProtocolError,
+    Publish,
+    encode_error,
+    encode_publish,
+    parse_client_message,
+    parse_http_publish,
+)
+from .rooms import Hub, Membership, Party
+from .routing import Route, RouteError, route, topics_from_query
+
+log = logging.getLogger("partysubd.session")
+
+SERVER_HEADER = b"partysub"
+CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client fell too far behind
+CLOSE_PING_TIMEOUT = 1011
+ALLOW = b"POST, OPTIONS"
+PREFLIGHT_HEADERS = b"Content-Type, Authorization, Idempotency-Key"
+
+
+class Phase(Enum):
+    HTTP = auto()
+    WEBSOCKET = auto()
+
+
+class Session:
+    """A client connection from accept to close."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_collecting",
+        "_cors_origin",
+        "_h11",
+        "_partial",
+        "_partial_binary",
+        "_partial_size",
+        "_pending_post",
+        "_ws",
+        "close_deadline",
+        "country",
+        "created",
+        "finished",
+        "hub",
+        "id",
+        "last_seen",
+        "membership",
+        "out",
+        "peer",
+        "phase",
+        "ping_sent",
+        "settings",
+    )
+
+    def __init__(self, hub: Hub, peer: str, now: float) -> None:
+        self.hub = hub
+        self.settings: ServerSettings = hub.config.server
+        self.peer = peer
+        self.created = self.last_seen = now
+        self.out = Outbox(self.settings.max_buffered_bytes)
+        self.phase = Phase.HTTP
+        self._h11: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes
+        )
+        self._ws: WSConnection | None = None
+        self.membership: Membership | None = None
+        self.id = ""
+        self.country: str | None = None
+        self.finished = False  # close the transport once the outbox is drained
+        self.close_deadline: float | None = None
+        self.ping_sent: float | None = None
+        self._pending_post: Route[Party] | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._cors_origin: str | None = None
+        self._collecting = False
+        self._partial: list[str] = []
+        self._partial_binary = False
+        self._partial_size = 0
+
+    # --- what the I/O layer calls -------------------------------------------
+
+    def data_received(self, data: bytes, now: float) -> None:
+        self.last_seen = now
+        self.ping_sent = None
+        if self.phase is Phase.WEBSOCKET:
+            self._ws_received(data)
+        else:
+            self._http_received(data)
+
+    def eof_received(self) -> None:
+        """The peer shut its side: nothing more will come, so nothing more to answer."""
+        self._finish()
+
+    def connection_lost(self) -> None:
+        """The transport is gone; leave the room so no more frames are queued for it."""
+        if self.membership is not None:
+            self.hub.leave(self, self.membership)
+            self.membership = None
+        self.finished = True
+        self.out.sealed = True
+
+    def tick(self, now: float) -> None:
+        """Timers: handshake deadline, keep-alive pings, dead peers, close handshakes."""
+        s = self.settings
+        if self.finished:
+            return
+        if self.close_deadline is not None:
+            if now >= self.close_deadline:
+                self._finish()
+            return
+        if self.phase is Phase.HTTP:
+            if now - self.last_seen >= s.handshake_timeout:
+                self._finish()
+            return
+        if s.ping_interval <= 0:
+            return
+        if self.ping_sent is not None:
+            if now - self.ping_sent >= s.ping_timeout:
+                self.close(CLOSE_PING_TIMEOUT, "keep-alive ping timeout", now)
+        elif now - self.last_seen >= s.ping_interval:
+            assert self._ws is not None
+            self.ping_sent = now
+            self._send(self._ws.send(Ping(b"partysub")))
+
+    def close(self, code: int, reason: str, now: float) -> None:
+        """Start a clean close: a close frame for a WebSocket, the end for idle HTTP."""
+        if self.finished or self.close_deadline is not None:
+            return
+        ws = self._ws
+        if ws is None or ws.state is not ConnectionState.OPEN:
+            self._finish()
+            return
+        self._send_last(ws.send(CloseConnection(code, reason)))
+        self.close_deadline = now + self.settings.close_timeout
+
+    def overflowed(self, now: float) -> None:
+        """The outbox passed its cap: drop what was not begun, and close."""
+        self.out.drop_unsent()
+        log.info(
+            "closing slow consumer %s in %s: over %d buffered bytes",
+            self.id,
+            self.room_label(),
+            self.out.cap,
+        )
+        self.close(
+            CLOSE_SLOW_CONSUMER,
+            f"slow consumer: more than {self.out.cap} bytes waiting to be sent",
+            now,
+        )
+        if not self.finished and self.close_deadline is None:
+            self._finish()
+
+    def room_label(self) -> str:
+        if self.membership is None:
+            return "-"
+        room = self.membership.room
+        return f"{room.party.binding.name}/{room.name}"
+
+    # --- queueing ------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        if self.out.push(data):
+            self.hub.dirty.append(self)
+
+    def _send_last(self, data: bytes) -> None:
+        if self.out.push_last(data):
+            self.hub.dirty.append(self)
+
+    def _finish(self) -> None:
+        self.finished = True
+        self.out.sealed = True
+        self.hub.schedule(self)
+
+    # --- HTTP ----------------------------------------------------------------
+
+    def _http_received(self, data: bytes) -> None:
+        conn = self._h11
+        if conn is None or self.finished:
+            return
+        conn.receive_data(data)
+        self._http_events(conn)
+
+    def _http_events(self, conn: h11.Connection) -> None:
+        while not self.finished and self.phase is Phase.HTTP:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                self._respond(status, f"Bad request: {exc}", close=True)
+                return
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                    continue
+                return
+            if isinstance(event, h11.Request):
+                self._on_request(event)
+            elif isinstance(event, h11.Data):
+                self._on_body(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._on_body_end()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._finish()
+                return
+
+    def _on_request(self, request: h11.Request) -> None:
+        headers = {name: value for name, value in request.headers}
+        target = request.target.decode("ascii", "replace")
+        found = route(target, self.hub.parties)
+        if isinstance(found, RouteError):
+            self._respond(found.status, found.reason, close=not _bodyless(request))
+            return
+        binding = found.party.binding
+        origin = headers.get(b"origin")
+        origin_text = origin.decode("latin-1") if origin is not None else None
+        method = request.method
+        upgrade = headers.get(b"upgrade", b"").lower() == b"websocket"
+        if method == b"GET" and upgrade:
+            if not binding.origin_allowed(origin_text):
+                self._respond(403, f"Forbidden: origin {origin_text} is not allowed", close=True)
+                return
+            self._accept_websocket(found, headers)
+            return
+        if method == b"OPTIONS":
+            self._preflight(found.party, origin_text, headers)
+            return
+        if method != b"POST":
+            self._respond(
+                405,
+                f"Method not allowed: publish with POST (got {method.decode('ascii', 'replace')})",
+                extra=[(b"Allow", ALLOW)],
+                close=not _bodyless(request),
+            )
+            return
+        if not binding.origin_allowed(origin_text):
+            self._respond(403, f"Forbidden: origin {origin_text} is not allowed", close=True)
+            return
+        length = headers.get(b"content-length")
+        if length is not None and int(length) > self.settings.max_message_size:
+            self._respond(
+                413,
+                f"Payload too large: the limit is {self.settings.max_message_size} bytes",
+                close=True,
+            )
+            return
+        self._pending_post = found
+        self._cors_origin = origin_text
+        self._body = []
+        self._body_size = 0
+
+    def _on_body(self, data: bytes) -> None:
+        if self._pending_post is None:
+            return
+        self._body_size += len(data)
+        if self._body_size > self.settings.max_message_size:
+            self._pending_post = None
+            self._body = []
+            self._respond(
+                413,
+                f"Payload too large: the limit is {self.settings.max_message_size} bytes",
+                close=True,
+            )
+            return
+        self._body.append(data)
+
+    def _on_body_end(self) -> None:
+        found = self._pending_post
+        if found is None:
+            return
+        self._pending_post = None
+        body = b"".join(self._body)
+        self._body = []
+        origin = self._cors_origin
+        cors = self._cors_headers(found.party, origin)
+        message = parse_http_publish(body)
+        if isinstance(message, str):
+            self._respond(400, f"Invalid request: {message}", extra=cors)
+            return
+        # The original lands a POST on one node, which forwards it to the
+        # others; in one process every node is reached in this same call.
+        room = found.party.rooms.get(found.room)
+        if room is not None:
+            self.hub.publish(room, message.topic, text_frame(encode_publish(message)))
+        self._respond(200, "OK", extra=cors)
+
+    def _preflight(self, party: Party, origin: str | None, headers: dict[bytes, bytes]) -> None:
+        if origin is None or not party.binding.origin_allowed(origin):
+            self._respond(403, f"Forbidden: origin {origin} is not allowed")
+            return
+        extra = self._cors_headers(party, origin)
+        extra += [
+            (b"Access-Control-Allow-Methods", ALLOW),
+            (
+                b"Access-Control-Allow-Headers",
+                headers.get(b"access-control-request-headers", PREFLIGHT_HEADERS),
+            ),
+            (b"Access-Control-Max-Age", b"86400"),
+        ]
+        self._respond(204, "", extra=extra)
+
+    def _cors_headers(self, party: Party, origin: str | None) -> list[tuple[bytes, bytes]]:
+        if origin is None or not party.binding.origin_allowed(origin):
+            return []
+        allow = b"*" if "*" in party.binding.allowed_origins else origin.encode("latin-1")
+        return [(b"Access-Control-Allow-Origin", allow), (b"Vary", b"Origin")]
+
+    def _respond(
+        self,
+        status: int,
+        text: str,
+        *,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        close: bool = False,
+    ) -> None:
+        conn = self._h11
+        assert conn is not None
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            self._finish()
+            return
+        body = text.encode() if status != 204 else b""
+        headers = [
+            (b"Server", SERVER_HEADER),
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", str(len(body)).encode()),
+            *(extra or []),
+        ]
+        if close:
+            headers.append((b"Connection", b"close"))
+        try:
+            response = h11.Response(
+                status_code=status, headers=headers, reason=HTTPStatus(status).phrase.encode()
+            )
+            data = conn.send(response)
+            data += conn.send(h11.Data(data=body)) if body else b""
+            data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            self._finish()
+            return
+        self._send(data)
+        if close or cast(object, conn.our_state) is h11.MUST_CLOSE:
+            self._finish()
+
+    # --- WebSocket -------------------------------------------------------------
+
+    def _accept_websocket(self, found: Route[Party], headers: dict[bytes, bytes]) -> None:
+        conn = self._h11
+        assert conn is not None
+        if b"upgrade" not in _tokens(headers.get(b"connection", b"")):
+            self._respond(400, "Bad request: Connection header must include Upgrade", close=True)
+            return
+        if headers.get(b"sec-websocket-version") != b"13":
+            self._respond(
+                426,
+                "Upgrade required: only WebSocket version 13 is supported",
+                extra=[(b"Sec-WebSocket-Version", b"13")],
+                close=True,
+            )
+            return
+        key = headers.get(b"sec-websocket-key", b"")
+        try:
+            valid_key = len(base64.b64decode(key, validate=True)) == 16
+        except (binascii.Error, ValueError):
+            valid_key = False
+        if not valid_key:
+            self._respond(400, "Bad request: missing or invalid Sec-WebSocket-Key", close=True)
+            return
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            event = None
+        if event is not h11.PAUSED and not isinstance(event, h11.EndOfMessage):
+            self._respond(400, "Bad request: a WebSocket upgrade has no body", close=True)
+            return
+        response = h11.InformationalResponse(
+            status_code=101,
+            headers=[
+                (b"Upgrade", b"websocket"),
+                (b"Connection", b"Upgrade"),
+                (b"Sec-WebSocket-Accept", generate_accept_token(key)),
+                (b"Server", SERVER_HEADER),
+            ],
+        )
+        self._send(conn.send(response))
+        trailing, _ = conn.trailing_data
+        self._h11 = None
+        self.phase = Phase.WEBSOCKET
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self.id = found.query.get("_pk") or str(uuid.uuid4())
+        self.country = _country(headers, self.settings.country_header)
+        node_id = self.hub.place(found.party, self.country)
+        self.membership = self.hub.join(
+            found.party, found.room, self, node_id, topics_from_query(found.query)
+        )
+        if trailing:
+            self._ws_received(bytes(trailing))
+
+    def _ws_received(self, data: bytes) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            ws.receive_data(data)
+        except LocalProtocolError:
+            return  # already closed: late bytes after the close handshake
+        for event in ws.events():
+            kind = type(event)
+            if kind is TextMessage:
+                assert isinstance(event, TextMessage)
+                if event.message_finished and not self._collecting:
+                    if self._fits(len(event.data), event.data):
+                        self._on_text(event.data)
+                else:
+                    self._collect(event.data, event.message_finished, binary=False)
+            elif kind is BytesMessage:
+                assert isinstance(event, BytesMessage)
+                self._collect(event.data, event.message_finished, binary=True)
+            elif kind is Ping:
+                assert isinstance(event, Ping)
+                self._send(ws.send(event.response()))
+            elif kind is CloseConnection:
+                assert isinstance(event, CloseConnection)
+                self._on_close(ws, event)
+                return
+            elif kind is Pong:
+                pass
+
+    def _on_close(self, ws: WSConnection, event: CloseConnection) -> None:
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            # The client closes: answer its close frame, then end the connection.
+            self._send_last(ws.send(event.response()))
+        elif ws.state is ConnectionState.OPEN:
+            # wsproto reports a protocol violation as a close event in OPEN.
+            self._send_last(ws.send(CloseConnection(event.code, event.reason)))
+        self._finish()
+
+    def _fits(self, chars: int, text: str | None) -> bool:
+        """Whether a message is within max_message_size; closes 1009 when it is not."""
+        limit = self.settings.max_message_size
+        if chars * 4 <= limit:
+            return True
+        size = len(text.encode()) if text is not None else chars
+        if size <= limit:
+            return True
+        self._partial = []
+        self._collecting = False
+        self.close(
+            CloseReason.MESSAGE_TOO_BIG,
+            f"message too big: the limit is {limit} bytes",
+            self.last_seen,
+        )
+        return False
+
+    def _collect(self, data: str | bytes | bytearray, finished: bool, *, binary: bool) -> None:
+        """Gather a fragmented (or binary) message, refusing it as soon as it is too big."""
+        if self.close_deadline is not None:
+            return
+        if not self._collecting:
+            self._collecting = True
+            self._partial_binary = binary
+            self._partial_size = 0
+        if isinstance(data, str):
+            self._partial_size += len(data.encode())
+            self._partial.append(data)
+        else:
+            self._partial_size += len(data)
+        if not self._fits(self._partial_size, None):
+            return
+        if not finished:
+            return
+        self._collecting = False
+        text = "".join(self._partial)
+        self._partial = []
+        if self._partial_binary:
+            error = ProtocolError(
+                ErrorCode.BINARY_NOT_SUPPORTED,
+                "binary frames are not supported on this connection; send JSON text frames",
+            )
+            self._send(text_frame(encode_error(error)))
+            return
+        self._on_text(text)
+
+    def _on_text(self, text: str) -> None:
+        if self.close_deadline is not None or self.membership is None:
+            return
+        message = parse_client_message(text)
+        if isinstance(message, Publish):
+            frame = text_frame(encode_publish(message))
+            self.hub.publish(self.membership.room, message.topic, frame)
+        elif isinstance(message, ProtocolError):
+            self._send(text_frame(encode_error(message)))
+        else:
+            self.membership.node.index.set_patterns(self, message.patterns)
+
+
+def _bodyless(request: h11.Request) -> bool:
+    """Whether a request carries no body, so the connection can serve the next one."""
+    headers = {name: value for name, value in request.headers}
+    return b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") == b"0"
+
+
+def _tokens(value: bytes) -> set[bytes]:
+    return {token.strip().lower() for token in value.split(b",")}
+
+
+def _country(headers: dict[bytes, bytes], header: str) -> str | None:
+    value = headers.get(header.lower().encode("latin-1"))
+    return value.decode("latin-1").strip().upper() if value else None

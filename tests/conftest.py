@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Clients, Daemon, node_available
+
+DaemonFactory = Callable[..., Daemon]
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
+    started: list[Daemon] = []
+
+    def start(config_text: str | None = None, *args: str) -> Daemon:
+        daemon = Daemon(config_text, tmp_path, *args)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.alive():
+            daemon.stop()
+
+
+@pytest.fixture
+def daemon(start_daemon: DaemonFactory) -> Daemon:
+    return start_daemon()
+
+
+@pytest.fixture
+def clients(daemon: Daemon) -> Iterator[Clients]:
+    if not node_available():
+        pytest.fail("Node and tests/js/node_modules are needed: run `npm ci --prefix tests/js`")
+    c = Clients(daemon)
+    yield c
+    c.stop()

@@ -1,0 +1,250 @@
+"""Real parts for end-to-end tests: the daemon as a subprocess, partysocket on Node.
+
+Nothing here fakes the daemon or the client: ``Daemon`` runs ``partysub
+serve`` exactly as an operator would, and ``Clients`` drives genuine
+PartySocket instances (tests/js/client.mjs) over a line protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).parent
+JS = TESTS / "js"
+
+
+class Daemon:
+    """``partysub serve`` on a free port, with its log collected."""
+
+    def __init__(self, config_text: str | None, tmp: Path, *args: str) -> None:
+        command = [sys.executable, "-m", "cli", "serve", "--port", "0", *args]
+        if config_text is not None:
+            path = tmp / "partysub.toml"
+            path.write_text(config_text)
+            command += ["-c", str(path)]
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=TESTS.parent,
+        )
+        self.lines: list[str] = []
+        self._eof = False
+        self._seen = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        line = self.wait_for_log(r"listening on ([\d.]+):(\d+)", timeout=15)
+        match = re.search(r"listening on ([\d.]+):(\d+)", line)
+        assert match
+        self.host = match.group(1)
+        self.port = int(match.group(2))
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._seen:
+                self.lines.append(line.rstrip("\n"))
+                self._seen.notify_all()
+        with self._seen:
+            self._eof = True
+            self._seen.notify_all()
+
+    def wait_for_log(self, pattern: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while True:
+                for line in self.lines:
+                    if re.search(pattern, line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise AssertionError(
+                        f"no log line matching {pattern!r}; log:\n" + "\n".join(self.lines)
+                    )
+                self._seen.wait(min(left, 0.2))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def post(
+        self,
+        path: str,
+        body: bytes | str | None = None,
+        method: str = "POST",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        data = body.encode() if isinstance(body, str) else body
+        request = urllib.request.Request(
+            f"http://{self.address}{path}", data=data, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), dict(error.headers)
+
+
+def node_available() -> bool:
+    return shutil.which("node") is not None and (JS / "node_modules" / "partysocket").is_dir()
+
+
+class Clients:
+    """One Node process holding any number of named PartySocket clients."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.proc = subprocess.Popen(
+            ["node", str(JS / "client.mjs")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=sys.stderr,
+            text=True,
+            cwd=JS,
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.backlog: list[dict[str, Any]] = []
+        self._requests = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def command(self, cmd: str, **fields: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
+        self.proc.stdin.flush()
+
+    def connect(
+        self,
+        id: str,
+        room: str = "default",
+        party: str = "pubsub",
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        wait: bool = True,
+        **extra: Any,
+    ) -> None:
+        self.command(
+            "connect",
+            id=id,
+            host=self.daemon.address,
+            party=party,
+            room=room,
+            query=query,
+            headers=headers,
+            **extra,
+        )
+        if wait:
+            self.expect(lambda e: e["event"] == "open" and e["id"] == id)
+
+    def send(self, id: str, data: Any) -> None:
+        self.command("send", id=id, data=data if isinstance(data, str) else json.dumps(data))
+
+    def close(self, id: str) -> None:
+        self.command("close", id=id)
+
+    def fetch(
+        self, room: str, init: dict[str, Any], party: str = "pubsub", **extra: Any
+    ) -> dict[str, Any]:
+        self._requests += 1
+        req = self._requests
+        self.command(
+            "fetch", req=req, host=self.daemon.address, party=party, room=room, init=init, **extra
+        )
+        return self.expect(lambda e: e["event"] == "fetch" and e["req"] == req)
+
+    def sync(self) -> None:
+        """Wait until the client process has handled every command sent so far."""
+        self._requests += 1
+        req = self._requests
+        self.command("ping", req=req)
+        self.expect(lambda e: e["event"] == "pong" and e["req"] == req)
+
+    def expect(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+        for i, event in enumerate(self.backlog):
+            if match(event):
+                return self.backlog.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"expected event not seen; unmatched: {self.backlog[-20:]}")
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event["event"] == "failed":
+                raise AssertionError(f"client command failed: {event}")
+            if match(event):
+                return event
+            self.backlog.append(event)
+
+    def message(self, id: str, timeout: float = 10) -> Any:
+        """The next message client ``id`` received, JSON-decoded."""
+        event = self.expect(lambda e: e["event"] == "message" and e["id"] == id, timeout)
+        return json.loads(event["data"])
+
+    def messages(self, id: str, count: int, timeout: float = 10) -> list[Any]:
+        return [self.message(id, timeout) for _ in range(count)]
+
+    def no_message(self, id: str, wait: float = 0.3) -> None:
+        """Assert that ``id`` receives nothing within ``wait`` seconds."""
+        time.sleep(wait)
+        self.sync()
+        while True:
+            try:
+                self.backlog.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        got = [e for e in self.backlog if e["event"] == "message" and e["id"] == id]
+        assert not got, f"{id} received unexpected messages: {got}"
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
