@@ -91,7 +91,9 @@ def serve(
     try:
         run(replace(loaded, server=server))
     except OSError as exc:
-        typer.echo(f"partysub: cannot listen on {server.host}:{server.port}: {exc.strerror}", err=True)
+        typer.echo(
+            f"partysub: cannot listen on {server.host}:{server.port}: {exc.strerror}", err=True
+        )
         raise typer.Exit(1) from None
 
 

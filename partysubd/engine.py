@@ -158,41 +158,50 @@ class Engine:
     async def _flush_loop(self) -> None:
         while True:
             await self._flush_wanted.wait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             self._flush_wanted = trio.Event()
             self._flush()
 
     def _flush(self) -> None:
-        """Hand every dirty outbox to the kernel: one system call per connection."""
+        """Hand every dirty outbox to the kernel: one system call per connection.
+
+        The common case (everything fits in the kernel's buffer) is inlined;
+        this loop runs once per connection per tick under load.
+        """
         now: float | None = None
         for subscriber in self.hub.take_dirty():
             conn = cast(Conn, subscriber)
             out = conn.out
-            if conn.closed:
-                out.scheduled = False
-                continue
             if out.overflowed and not conn.finished and conn.close_deadline is None:
                 if now is None:
                     now = trio.current_time()
                 conn.overflowed(now)
             out.scheduled = False
-            if conn.writing:
+            if conn.closed or conn.writing:
                 continue
-            if out.size and not self._write(conn):
-                continue
-            if conn.finished and not out.size:
+            if out.size:
+                chunks = out.chunks
+                try:
+                    if len(chunks) == 1 and not out.offset:
+                        sent = conn.sock.send(chunks[0])
+                    else:
+                        sent = conn.sock.sendmsg(out.pending())
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self._close(conn)
+                    continue
+                out.consumed(sent)
+                if out.size:
+                    self._start_drain(conn)
+                    continue
+            if conn.finished:
                 self._close(conn)
 
-    def _write(self, conn: Conn) -> bool:
-        """Send what the kernel takes now; False when the connection is gone."""
-        try:
-            _send_some(conn)
-        except OSError:
-            self._close(conn)
-            return False
-        if conn.out.size and self._nursery is not None:
+    def _start_drain(self, conn: Conn) -> None:
+        if self._nursery is not None:
             conn.writing = True
             self._nursery.start_soon(self._drain, conn)
-        return True
 
     async def _drain(self, conn: Conn) -> None:
         """Wait for a full kernel buffer to empty, then keep writing until the outbox is."""

@@ -14,19 +14,19 @@ import base64
 import binascii
 import logging
 import uuid
-from http import HTTPStatus
 from enum import Enum, auto
+from http import HTTPStatus
 from typing import cast
 
 import h11
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from .config import ServerSettings
-from .frames import text_frame
+from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, text_frame
 from .outbox import Outbox
 from .protocol import (
     ErrorCode,
@@ -62,6 +62,7 @@ class Session:
         "_body_size",
         "_collecting",
         "_cors_origin",
+        "_frames",
         "_h11",
         "_partial",
         "_partial_binary",
@@ -80,6 +81,7 @@ class Session:
         "peer",
         "phase",
         "ping_sent",
+        "request_started",
         "settings",
     )
 
@@ -87,13 +89,14 @@ class Session:
         self.hub = hub
         self.settings: ServerSettings = hub.config.server
         self.peer = peer
-        self.created = self.last_seen = now
+        self.created = self.last_seen = self.request_started = now
         self.out = Outbox(self.settings.max_buffered_bytes)
         self.phase = Phase.HTTP
         self._h11: h11.Connection | None = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes
         )
         self._ws: WSConnection | None = None
+        self._frames: FrameSplitter | None = None
         self.membership: Membership | None = None
         self.id = ""
         self.country: str | None = None
@@ -105,7 +108,7 @@ class Session:
         self._body_size = 0
         self._cors_origin: str | None = None
         self._collecting = False
-        self._partial: list[str] = []
+        self._partial: list[bytes] = []
         self._partial_binary = False
         self._partial_size = 0
 
@@ -141,7 +144,9 @@ class Session:
                 self._finish()
             return
         if self.phase is Phase.HTTP:
-            if now - self.last_seen >= s.handshake_timeout:
+            # From the start of the request, not the last byte: a client that
+            # trickles its headers (slowloris) still runs out of time.
+            if now - self.request_started >= s.handshake_timeout:
                 self._finish()
             return
         if s.ping_interval <= 0:
@@ -371,6 +376,7 @@ class Session:
             self._finish()
             return
         self._send(data)
+        self.request_started = self.last_seen
         if close or cast(object, conn.our_state) is h11.MUST_CLOSE:
             self._finish()
 
@@ -419,6 +425,7 @@ class Session:
         self._h11 = None
         self.phase = Phase.WEBSOCKET
         self._ws = WSConnection(ConnectionType.SERVER)
+        self._frames = FrameSplitter(self.settings.max_message_size)
         self.id = found.query.get("_pk") or str(uuid.uuid4())
         self.country = _country(headers, self.settings.country_header)
         node_id = self.hub.place(found.party, self.country)
@@ -429,33 +436,39 @@ class Session:
             self._ws_received(bytes(trailing))
 
     def _ws_received(self, data: bytes) -> None:
+        frames = self._frames
+        assert frames is not None
+        frames.feed(data)
+        while self.close_deadline is None and not self.finished:
+            frame = frames.next()
+            if frame is None:
+                return
+            kind, payload = frame
+            if kind == OPCODE_TEXT:
+                self._on_text(payload)
+            elif kind == OPCODE_BINARY:
+                self._refuse_binary()
+            elif kind == FrameSplitter.TOO_BIG:
+                self._too_big()
+            else:
+                self._wsproto_frame(payload)
+
+    def _wsproto_frame(self, frame: bytes) -> None:
+        """Control frames, fragments and malformed frames: wsproto applies the rules."""
         ws = self._ws
         assert ws is not None
         try:
-            ws.receive_data(data)
+            ws.receive_data(frame)
         except LocalProtocolError:
             return  # already closed: late bytes after the close handshake
         for event in ws.events():
-            kind = type(event)
-            if kind is TextMessage:
-                assert isinstance(event, TextMessage)
-                if event.message_finished and not self._collecting:
-                    if self._fits(len(event.data), event.data):
-                        self._on_text(event.data)
-                else:
-                    self._collect(event.data, event.message_finished, binary=False)
-            elif kind is BytesMessage:
-                assert isinstance(event, BytesMessage)
-                self._collect(event.data, event.message_finished, binary=True)
-            elif kind is Ping:
-                assert isinstance(event, Ping)
+            if isinstance(event, TextMessage | BytesMessage):
+                self._collect(event.data, event.message_finished)
+            elif isinstance(event, Ping):
                 self._send(ws.send(event.response()))
-            elif kind is CloseConnection:
-                assert isinstance(event, CloseConnection)
+            elif isinstance(event, CloseConnection):
                 self._on_close(ws, event)
                 return
-            elif kind is Pong:
-                pass
 
     def _on_close(self, ws: WSConnection, event: CloseConnection) -> None:
         if ws.state is ConnectionState.REMOTE_CLOSING:
@@ -466,63 +479,74 @@ class Session:
             self._send_last(ws.send(CloseConnection(event.code, event.reason)))
         self._finish()
 
-    def _fits(self, chars: int, text: str | None) -> bool:
-        """Whether a message is within max_message_size; closes 1009 when it is not."""
-        limit = self.settings.max_message_size
-        if chars * 4 <= limit:
-            return True
-        size = len(text.encode()) if text is not None else chars
-        if size <= limit:
-            return True
+    def _too_big(self) -> None:
         self._partial = []
         self._collecting = False
+        limit = self.settings.max_message_size
         self.close(
             CloseReason.MESSAGE_TOO_BIG,
             f"message too big: the limit is {limit} bytes",
             self.last_seen,
         )
-        return False
 
-    def _collect(self, data: str | bytes | bytearray, finished: bool, *, binary: bool) -> None:
-        """Gather a fragmented (or binary) message, refusing it as soon as it is too big."""
-        if self.close_deadline is not None:
-            return
+    def _refuse_binary(self) -> None:
+        error = ProtocolError(
+            ErrorCode.BINARY_NOT_SUPPORTED,
+            "binary frames are not supported on this connection; send JSON text frames",
+        )
+        self._send(text_frame(encode_error(error)))
+
+    def _collect(self, data: str | bytes | bytearray, finished: bool) -> None:
+        """Gather a fragmented message, refusing it as soon as it is too big."""
         if not self._collecting:
             self._collecting = True
-            self._partial_binary = binary
+            self._partial_binary = not isinstance(data, str)
             self._partial_size = 0
         if isinstance(data, str):
-            self._partial_size += len(data.encode())
-            self._partial.append(data)
+            encoded = data.encode()
+            self._partial_size += len(encoded)
+            self._partial.append(encoded)
         else:
             self._partial_size += len(data)
-        if not self._fits(self._partial_size, None):
+        if self._partial_size > self.settings.max_message_size:
+            self._too_big()
             return
         if not finished:
             return
         self._collecting = False
-        text = "".join(self._partial)
+        payload = b"".join(self._partial)
         self._partial = []
         if self._partial_binary:
-            error = ProtocolError(
-                ErrorCode.BINARY_NOT_SUPPORTED,
-                "binary frames are not supported on this connection; send JSON text frames",
-            )
-            self._send(text_frame(encode_error(error)))
-            return
-        self._on_text(text)
+            self._refuse_binary()
+        else:
+            self._on_text(payload)
 
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, payload: bytes) -> None:
         if self.close_deadline is not None or self.membership is None:
             return
-        message = parse_client_message(text)
+        message = parse_client_message(payload)
         if isinstance(message, Publish):
             frame = text_frame(encode_publish(message))
             self.hub.publish(self.membership.room, message.topic, frame)
         elif isinstance(message, ProtocolError):
+            if message.code is ErrorCode.BAD_JSON and not _is_utf8(payload):
+                self.close(
+                    CloseReason.INVALID_FRAME_PAYLOAD_DATA,
+                    "text frame is not UTF-8",
+                    self.last_seen,
+                )
+                return
             self._send(text_frame(encode_error(message)))
         else:
             self.membership.node.index.set_patterns(self, message.patterns)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _bodyless(request: h11.Request) -> bool:
