@@ -80,17 +80,22 @@ def location_of_country(
     country: str | None,
     custom: Mapping[str, Sequence[str]] | None = None,
 ) -> str | None:
-    """The location a country belongs to: the first hint whose list has it, then custom lists."""
+    """The location a country belongs to.
+
+    Lists from the config come first (they are the operator's explicit
+    choice, e.g. ``eu = ["FR", "DE"]``); then the first hint whose built-in
+    list has the country, as the original does.
+    """
     if not country:
         return None
     country = country.strip().upper()
     if country == TOR_COUNTRY:
         return None
-    for location, countries in COUNTRIES_BY_LOCATION.items():
-        if country in countries:
-            return location
     for location, custom_list in (custom or {}).items():
         if country in custom_list:
+            return location
+    for location, countries in COUNTRIES_BY_LOCATION.items():
+        if country in countries:
             return location
     return None
 

@@ -53,8 +53,9 @@ def _reject_constant(name: str) -> Any:
 def loads(text: str | bytes) -> Any:
     """Parse JSON; orjson for speed, the stdlib for what orjson refuses but JSON allows.
 
-    orjson rejects integers beyond 64 bits and some escapes (lone surrogates)
-    that are valid JSON; a client that sends them must not get an error.
+    orjson rejects escaped lone surrogates (``"\\ud800"``), which are valid
+    JSON; a client that sends them must not get an error. Integers beyond 64
+    bits become doubles, exactly as JSON.parse makes them in the browser.
     """
     try:
         return orjson.loads(text)

@@ -191,7 +191,9 @@ class Clients:
         self.command("ping", req=req)
         self.expect(lambda e: e["event"] == "pong" and e["req"] == req)
 
-    def expect(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+    def expect(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> dict[str, Any]:
         for i, event in enumerate(self.backlog):
             if match(event):
                 return self.backlog.pop(i)
