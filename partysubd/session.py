@@ -129,6 +129,7 @@ class Session:
     def connection_lost(self) -> None:
         """The transport is gone; leave the room so no more frames are queued for it."""
         if self.membership is not None:
+            log.debug("disconnect %s from %s", self.id, self.room_label())
             self.hub.leave(self, self.membership)
             self.membership = None
         self.finished = True
@@ -429,8 +430,17 @@ class Session:
         self.id = found.query.get("_pk") or str(uuid.uuid4())
         self.country = _country(headers, self.settings.country_header)
         node_id = self.hub.place(found.party, self.country)
-        self.membership = self.hub.join(
-            found.party, found.room, self, node_id, topics_from_query(found.query)
+        patterns = topics_from_query(found.query)
+        self.membership = self.hub.join(found.party, found.room, self, node_id, patterns)
+        log.debug(
+            "connect %s from %s to %s/%s node %s (country %s) topics %s",
+            self.id,
+            self.peer,
+            found.party.binding.name,
+            found.room,
+            node_id,
+            self.country or "unknown",
+            ",".join(patterns) or "-",
         )
         if trailing:
             self._ws_received(bytes(trailing))
@@ -439,19 +449,21 @@ class Session:
         frames = self._frames
         assert frames is not None
         frames.feed(data)
-        while self.close_deadline is None and not self.finished:
+        while not self.finished:
             frame = frames.next()
             if frame is None:
                 return
             kind, payload = frame
-            if kind == OPCODE_TEXT:
+            if kind == FrameSplitter.RAW:
+                self._wsproto_frame(payload)
+            elif self.close_deadline is not None:
+                continue  # closing: only the client's close frame matters now
+            elif kind == OPCODE_TEXT:
                 self._on_text(payload)
             elif kind == OPCODE_BINARY:
                 self._refuse_binary()
-            elif kind == FrameSplitter.TOO_BIG:
-                self._too_big()
             else:
-                self._wsproto_frame(payload)
+                self._too_big()
 
     def _wsproto_frame(self, frame: bytes) -> None:
         """Control frames, fragments and malformed frames: wsproto applies the rules."""
