@@ -63,6 +63,7 @@ class Session:
         "_collecting",
         "_cors_origin",
         "_frames",
+        "_head",
         "_h11",
         "_partial",
         "_partial_binary",
@@ -107,6 +108,7 @@ class Session:
         self._body: list[bytes] = []
         self._body_size = 0
         self._cors_origin: str | None = None
+        self._head = False
         self._collecting = False
         self._partial: list[bytes] = []
         self._partial_binary = False
@@ -244,7 +246,19 @@ class Session:
                 return
 
     def _on_request(self, request: h11.Request) -> None:
+        # h11 bounds only what is still incomplete; a request that arrives
+        # whole in one read is measured here.
+        size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+        if size > self.settings.max_header_bytes:
+            self._respond(
+                431,
+                f"Request header fields too large: the limit is {self.settings.max_header_bytes}"
+                " bytes",
+                close=True,
+            )
+            return
         headers = {name: value for name, value in request.headers}
+        self._head = request.method == b"HEAD"
         target = request.target.decode("ascii", "replace")
         found = route(target, self.hub.parties)
         if isinstance(found, RouteError):
@@ -358,6 +372,8 @@ class Session:
             self._finish()
             return
         body = text.encode() if status != 204 else b""
+        # A HEAD answer has the headers of the body it does not carry.
+        send_body = body and not self._head
         headers = [
             (b"Server", SERVER_HEADER),
             (b"Content-Type", b"text/plain; charset=utf-8"),
@@ -371,7 +387,7 @@ class Session:
                 status_code=status, headers=headers, reason=HTTPStatus(status).phrase.encode()
             )
             data = conn.send(response)
-            data += conn.send(h11.Data(data=body)) if body else b""
+            data += conn.send(h11.Data(data=body)) if send_body else b""
             data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             self._finish()

@@ -241,7 +241,7 @@ def test_slow_consumer_is_closed_and_others_keep_receiving(hub: Hub) -> None:
     slow = WSPeer(hub)
     fast = WSPeer(hub)
     pub = WSPeer(hub, "/parties/pubsub/room?topics=")
-    for i in range(100):
+    for _ in range(100):
         pub.send({"topic": "t", "data": "x" * 50})
         fast.events()  # the fast reader keeps up; the slow one never reads
     assert slow.session.out.overflowed
@@ -325,7 +325,9 @@ class HTTPPeer:
 
 def test_http_publish_reaches_subscribers(hub: Hub) -> None:
     sub = WSPeer(hub)
-    status, _, body = HTTPPeer(hub).request("POST", "/parties/pubsub/room", b'{"topic":"t","data":0}')
+    status, _, body = HTTPPeer(hub).request(
+        "POST", "/parties/pubsub/room", b'{"topic":"t","data":0}'
+    )
     assert (status, body) == (200, b"OK")
     assert sub.messages() == [{"topic": "t", "data": 0}]
 
@@ -387,7 +389,7 @@ def test_cors_preflight_and_headers(hub: Hub) -> None:
 
 
 def test_cors_refuses_other_origins(hub: Hub) -> None:
-    status, _, body = HTTPPeer(hub).request(
+    status, _, _ = HTTPPeer(hub).request(
         "OPTIONS", "/parties/pubsub/r", headers=[("Origin", "https://evil.example")]
     )
     assert status == 403

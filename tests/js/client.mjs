@@ -26,7 +26,15 @@ function socketClass(headers) {
 
 const commands = {
   connect({ id, host, party, room, query, headers, retries }) {
-    const options = { host, party, room, WebSocket: socketClass(headers), maxRetries: retries ?? 0 };
+    // The test's name for the client is also its partysocket id (`_pk`).
+    const options = {
+      id,
+      host,
+      party,
+      room,
+      WebSocket: socketClass(headers),
+      maxRetries: retries ?? 0
+    };
     if (query != null) options.query = query;
     const socket = new PartySocket(options);
     sockets.set(id, socket);

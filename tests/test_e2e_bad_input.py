@@ -1,0 +1,175 @@
+"""Whatever the network sends: a clear error, no crash, no leak, others unharmed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from harness import Clients, Daemon, RawClient, masked_frame, open_fds
+
+CONFIG = """
+[server]
+max_message_size = 10000
+max_buffered_bytes = 200000
+max_header_bytes = 4096
+handshake_timeout = 1
+ping_interval = 1
+ping_timeout = 1
+close_timeout = 1
+
+[[durable_objects.bindings]]
+name = "PubSub"
+class_name = "PubSubServer"
+
+[[migrations]]
+tag = "v1"
+new_classes = ["PubSubServer"]
+"""
+
+
+@pytest.fixture
+def strict(start_daemon) -> Daemon:  # type: ignore[no-untyped-def]
+    return start_daemon(CONFIG)
+
+
+@pytest.fixture
+def witness(strict: Daemon) -> Iterator[Clients]:
+    """A partysocket subscriber that must keep receiving whatever else happens."""
+    c = Clients(strict)
+    c.connect("witness", room="raw")
+    yield c
+    c.send("witness", {"topic": "alive", "data": 1})
+    assert c.message("witness") == {"topic": "alive", "data": 1}
+    assert strict.alive()
+    c.stop()
+
+
+def test_malformed_http_gets_400(strict: Daemon, witness: Clients) -> None:
+    raw = RawClient(strict)
+    raw.send(b"THIS IS NOT HTTP\r\n\r\n")
+    assert raw.read_all().startswith(b"HTTP/1.1 400 ")
+
+
+def test_oversized_headers_get_431(strict: Daemon, witness: Clients) -> None:
+    raw = RawClient(strict)
+    raw.send(b"GET /parties/pubsub/raw HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+    assert raw.read_all().startswith(b"HTTP/1.1 431 ")
+
+
+def test_post_body_too_large_gets_413(strict: Daemon, witness: Clients) -> None:
+    status, body, _ = strict.post("/parties/pubsub/raw", b"x" * 20000)
+    assert status == 413
+    assert "limit is 10000 bytes" in body
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (bytes([0x81, 5]) + b"hello", 1002),  # unmasked client frame
+        (masked_frame(0x1, b"\xff\xfe\xfd"), 1007),  # invalid UTF-8
+        (masked_frame(0x3, b"x"), 1002),  # reserved opcode
+        (masked_frame(0x1, b"{}", rsv=4), 1002),  # reserved bit without an extension
+        (masked_frame(0x9, b"x" * 126), 1002),  # control frame too long
+        (masked_frame(0x9, b"x", fin=False), 1002),  # fragmented control frame
+        (masked_frame(0x0, b"x"), 1002),  # continuation with nothing to continue
+        (masked_frame(0x1, b"x" * 20000), 1009),  # over max_message_size
+        (bytes([0x81, 0xFF]) + (2**62).to_bytes(8, "big") + b"\0\0\0\0", 1009),  # huge header
+    ],
+)
+def test_bad_frames_close_with_the_right_code(
+    strict: Daemon, witness: Clients, frame: bytes, code: int
+) -> None:
+    raw = RawClient(strict)
+    raw.upgrade()
+    raw.send(frame)
+    got, reason = raw.close_frame()
+    assert got == code
+    assert reason
+
+
+def test_truncated_frame_then_disconnect(strict: Daemon, witness: Clients) -> None:
+    raw = RawClient(strict)
+    raw.upgrade()
+    raw.send(masked_frame(0x1, b'{"topic":"t","data":1}')[:7])
+    raw.close()
+
+
+def test_slowloris_handshake_is_cut(strict: Daemon, witness: Clients) -> None:
+    raw = RawClient(strict)
+    started = time.monotonic()
+    for byte in b"GET /parties/pubsub/raw HTTP/1.1\r\n":
+        try:
+            raw.send(bytes([byte]))
+        except OSError:
+            break
+        time.sleep(0.1)
+    assert raw.read_all(timeout=5) == b""
+    assert time.monotonic() - started < 4
+
+
+def test_peer_that_never_answers_pings_is_dropped(strict: Daemon, witness: Clients) -> None:
+    raw = RawClient(strict)
+    raw.upgrade()
+    started = time.monotonic()
+    code, reason = raw.close_frame(timeout=10)  # reading, but never answering pings
+    assert code == 1011
+    assert "ping" in reason
+    assert 1.5 < time.monotonic() - started < 6
+
+
+def test_slow_reader_is_closed_and_the_others_keep_receiving(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    # No keep-alive here: the reader must be closed for falling behind, not for silence.
+    daemon = start_daemon(
+        CONFIG.replace("ping_interval = 1", "ping_interval = 0").replace(
+            "close_timeout = 1", "close_timeout = 10"
+        )
+    )
+    others = Clients(daemon)
+    try:
+        others.connect("fast", room="raw")
+        others.connect("pub", room="raw", query={"topics": ""})
+        slow = RawClient(daemon)
+        slow.upgrade()
+        payload = "x" * 9000
+        # In batches the fast reader keeps up with, until the reader that never
+        # reads has filled its kernel buffers and then its 200 kB outbox.
+        for _ in range(150):
+            for _ in range(10):
+                others.send("pub", {"topic": "flood", "data": payload})
+            assert len(others.messages("fast", 10)) == 10
+            if any("closing slow consumer" in line for line in daemon.lines):
+                break
+        daemon.wait_for_log(r"closing slow consumer", timeout=10)
+        code, reason = slow.close_frame(timeout=10)
+        assert code == 1013
+        assert "slow consumer" in reason
+        others.send("pub", {"topic": "after", "data": 1})
+        assert others.message("fast") == {"topic": "after", "data": 1}
+    finally:
+        others.stop()
+
+
+def test_connect_disconnect_storm_leaks_nothing(strict: Daemon, witness: Clients) -> None:
+    witness.sync()
+    time.sleep(0.2)
+    before = open_fds(strict.proc.pid)
+    for i in range(300):
+        raw = RawClient(strict)
+        if i % 3 == 0:
+            raw.upgrade()
+        elif i % 3 == 1:
+            raw.send(b"POST /parties/pubsub/raw HTTP/1.1\r\nHost: x\r\nContent-Length: 5")
+        raw.close()
+    deadline = time.monotonic() + 5
+    while open_fds(strict.proc.pid) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_fds(strict.proc.pid) == before
+
+
+def test_config_error_exits_non_zero_naming_the_line(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AssertionError) as failed:
+        start_daemon(CONFIG.replace("ping_interval = 1", 'ping_interval = "often"'))
+    log = str(failed.value)
+    assert "partysub.toml:7: [server.ping_interval] error: must be a number, not a string" in log
+    assert "not starting" in log
