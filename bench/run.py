@@ -51,8 +51,19 @@ def start_daemon(config: str = CONFIG) -> tuple[subprocess.Popen[str], int]:
     path = Path(tempfile.mkdtemp()) / "bench.toml"
     path.write_text(config)
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "cli", "serve", "-c", str(path),
-         "--log-level", "info"],
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "-c",
+            str(path),
+            "--log-level",
+            "info",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -83,7 +94,9 @@ def burst(subscribers: int) -> dict[str, object]:
         url = f"ws://127.0.0.1:{port}/parties/pubsub/bench"
         out = subprocess.run(
             generator("burst", url, str(subscribers), str(SECONDS), str(WINDOW)),
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
@@ -97,7 +110,9 @@ def paced(rate: int, subscribers: int = 100) -> dict[str, object]:
         url = f"ws://127.0.0.1:{port}/parties/pubsub/bench"
         out = subprocess.run(
             generator("paced", url, str(subscribers), str(SECONDS), str(rate)),
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
@@ -113,7 +128,9 @@ def idle(connections: int) -> dict[str, object]:
         url = f"ws://127.0.0.1:{port}/parties/pubsub/bench"
         gen = subprocess.Popen(
             generator("idle", url, str(connections)),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert gen.stdout is not None and gen.stdin is not None
         connected = json.loads(gen.stdout.readline())

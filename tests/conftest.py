@@ -4,6 +4,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
 from harness import Clients, Daemon, node_available
 
 DaemonFactory = Callable[..., Daemon]
@@ -36,3 +38,8 @@ def clients(daemon: Daemon) -> Iterator[Clients]:
     c = Clients(daemon)
     yield c
     c.stop()
+
+
+# Hypothesis: no per-example deadline (CI machines stall); enough examples to mean something.
+settings.register_profile("default", deadline=None, max_examples=200)
+settings.load_profile("default")

@@ -301,12 +301,20 @@ class RawClient:
         from wsproto.frame_protocol import FrameProtocol, Opcode
 
         proto = FrameProtocol(client=True, extensions=[])
-        proto.receive_bytes(self.read_all(timeout))
-        for frame in proto.received_frames():
-            if frame.opcode is Opcode.CLOSE:
-                code, reason = frame.payload  # type: ignore[misc]
-                return int(code), str(reason)
-        raise AssertionError("the server closed without a close frame")
+        self.sock.settimeout(timeout)
+        data, self.buffer = self.buffer, b""
+        while True:
+            proto.receive_bytes(data)
+            for frame in proto.received_frames():
+                if frame.opcode is Opcode.CLOSE:
+                    code, reason = frame.payload  # type: ignore[misc]
+                    return int(code), str(reason)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise AssertionError("the server closed without a close frame")
 
     def close(self) -> None:
         self.sock.close()

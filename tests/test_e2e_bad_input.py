@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from harness import Clients, Daemon, RawClient, masked_frame, open_fds
 
 CONFIG = """
@@ -75,6 +76,17 @@ def test_post_body_too_large_gets_413(strict: Daemon, witness: Clients) -> None:
         (masked_frame(0x0, b"x"), 1002),  # continuation with nothing to continue
         (masked_frame(0x1, b"x" * 20000), 1009),  # over max_message_size
         (bytes([0x81, 0xFF]) + (2**62).to_bytes(8, "big") + b"\0\0\0\0", 1009),  # huge header
+    ],
+    ids=[
+        "unmasked",
+        "invalid-utf8",
+        "reserved-opcode",
+        "reserved-bit",
+        "long-control",
+        "fragmented-control",
+        "stray-continuation",
+        "too-big",
+        "huge-length",
     ],
 )
 def test_bad_frames_close_with_the_right_code(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from harness import Clients, Daemon
 
 MULTI_NODE = """
