@@ -151,6 +151,7 @@ async function fanout(paced) {
     p50_ms: percentile(latencies, 50),
     p99_ms: percentile(latencies, 99),
     lost: sent * S - received,
+    delivered_total: received,
     duplicates,
     reordered
   };
