@@ -22,26 +22,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from partysubd.config import DEFAULT_BINDING_TOML
+
 BENCH = Path(__file__).parent
 ROOT = BENCH.parent
 SECONDS = 5
 WINDOW = 5000  # deliveries in flight at most (as in PERFORMANCE.md)
 
-CONFIG = """
+CONFIG = (
+    """
 [server]
 host = "127.0.0.1"
 port = 0
 backlog = 8192
 ping_interval = 0
 
-[[durable_objects.bindings]]
-name = "PubSub"
-class_name = "PubSubServer"
-
-[[migrations]]
-tag = "v1"
-new_classes = ["PubSubServer"]
 """
+    + DEFAULT_BINDING_TOML
+)
 
 
 def raise_fd_limit() -> None:

@@ -18,11 +18,8 @@ from typing import Any
 from .placement import DEFAULT_NODES, JURISDICTIONS, LOCATION_HINTS, NodeLayout
 from .routing import party_names
 
-DEFAULT_CONFIG_TOML = """\
-[server]
-host = "127.0.0.1"
-port = 1999
-
+# The original README's wrangler setup: one binding, PubSub.
+DEFAULT_BINDING_TOML = """\
 [[durable_objects.bindings]]
 name = "PubSub"
 class_name = "PubSubServer"
@@ -31,6 +28,12 @@ class_name = "PubSubServer"
 tag = "v1"
 new_classes = ["PubSubServer"]
 """
+DEFAULT_CONFIG_TOML = f"""\
+[server]
+host = "127.0.0.1"
+port = 1999
+
+{DEFAULT_BINDING_TOML}"""
 BUILTIN_SOURCE = "<built-in default>"
 
 KeyPath = tuple[str | int, ...]

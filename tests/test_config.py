@@ -6,17 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from partysubd.config import ConfigError, load_config, parse_config
+from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, load_config, parse_config
 
-BASE = """\
-[[durable_objects.bindings]]
-name = "PubSub"
-class_name = "PubSubServer"
-
-[[migrations]]
-tag = "v1"
-new_classes = ["PubSubServer"]
-"""
+BASE = DEFAULT_BINDING_TOML
 
 
 def errors(text: str) -> list[str]:

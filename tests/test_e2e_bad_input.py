@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from harness import Clients, Daemon, RawClient, masked_frame, open_fds
+from partysubd.config import DEFAULT_BINDING_TOML
 
-CONFIG = """
+CONFIG = (
+    """
 [server]
 max_message_size = 10000
 max_buffered_bytes = 200000
@@ -19,14 +21,9 @@ ping_interval = 1
 ping_timeout = 1
 close_timeout = 1
 
-[[durable_objects.bindings]]
-name = "PubSub"
-class_name = "PubSubServer"
-
-[[migrations]]
-tag = "v1"
-new_classes = ["PubSubServer"]
 """
+    + DEFAULT_BINDING_TOML
+)
 
 
 @pytest.fixture

@@ -23,11 +23,13 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol
 
-from partysubd.config import parse_config
+from partysubd.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.rooms import Hub
 from partysubd.session import Session
 
-CONFIG = """
+CONFIG = (
+    DEFAULT_BINDING_TOML
+    + """
 [server]
 max_message_size = 1000
 max_buffered_bytes = 4000
@@ -36,20 +38,13 @@ ping_timeout = 5
 handshake_timeout = 3
 close_timeout = 2
 
-[[durable_objects.bindings]]
-name = "PubSub"
-class_name = "PubSubServer"
-
-[[migrations]]
-tag = "v1"
-new_classes = ["PubSubServer"]
-
 [[pubsub]]
 binding = "PubSub"
 nodes = 4
 locations = { wnam = 1, weur = 1 }
 allowed_origins = ["https://ok.example"]
 """
+)
 
 
 @pytest.fixture
