@@ -10,8 +10,6 @@ the outbox is drained.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
 from enum import Enum, auto
@@ -23,10 +21,11 @@ from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError, generate_accept_token
+from wsproto.utilities import LocalProtocolError
 
 from .config import ServerSettings
 from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, text_frame
+from .http_plan import AcceptWebSocket, ReadBody, Reply, plan_request, too_large
 from .outbox import Outbox
 from .protocol import (
     ErrorCode,
@@ -37,16 +36,14 @@ from .protocol import (
     parse_client_message,
     parse_http_publish,
 )
-from .rooms import Hub, Membership, Party
-from .routing import Route, RouteError, route, topics_from_query
+from .rooms import Hub, Membership
+from .routing import topics_from_query
 
 log = logging.getLogger("partysubd.session")
 
 SERVER_HEADER = b"partysub"
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client fell too far behind
 CLOSE_PING_TIMEOUT = 1011
-ALLOW = b"POST, OPTIONS"
-PREFLIGHT_HEADERS = b"Content-Type, Authorization, Idempotency-Key"
 
 
 class Phase(Enum):
@@ -61,7 +58,6 @@ class Session:
         "_body",
         "_body_size",
         "_collecting",
-        "_cors_origin",
         "_frames",
         "_h11",
         "_head",
@@ -104,10 +100,9 @@ class Session:
         self.finished = False  # close the transport once the outbox is drained
         self.close_deadline: float | None = None
         self.ping_sent: float | None = None
-        self._pending_post: Route[Party] | None = None
+        self._pending_post: ReadBody | None = None
         self._body: list[bytes] = []
         self._body_size = 0
-        self._cors_origin: str | None = None
         self._head = False
         self._collecting = False
         self._partial: list[bytes] = []
@@ -225,8 +220,7 @@ class Session:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                self._respond(status, f"Bad request: {exc}", close=True)
+                self._respond(Reply(exc.error_status_hint, f"Bad request: {exc}", close=True))
                 return
             if event is h11.NEED_DATA:
                 return
@@ -246,147 +240,69 @@ class Session:
                 return
 
     def _on_request(self, request: h11.Request) -> None:
-        # h11 bounds only what is still incomplete; a request that arrives
-        # whole in one read is measured here.
-        size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
-        if size > self.settings.max_header_bytes:
-            self._respond(
-                431,
-                f"Request header fields too large: the limit is {self.settings.max_header_bytes}"
-                " bytes",
-                close=True,
-            )
-            return
-        headers = {name: value for name, value in request.headers}
         self._head = request.method == b"HEAD"
-        target = request.target.decode("ascii", "replace")
-        found = route(target, self.hub.parties)
-        if isinstance(found, RouteError):
-            self._respond(found.status, found.reason, close=not _bodyless(request))
-            return
-        binding = found.party.binding
-        origin = headers.get(b"origin")
-        origin_text = origin.decode("latin-1") if origin is not None else None
-        method = request.method
-        upgrade = headers.get(b"upgrade", b"").lower() == b"websocket"
-        if method == b"GET" and upgrade:
-            if not binding.origin_allowed(origin_text):
-                self._respond(403, f"Forbidden: origin {origin_text} is not allowed", close=True)
-                return
-            self._accept_websocket(found, headers)
-            return
-        if method == b"OPTIONS":
-            self._preflight(found.party, origin_text, headers)
-            return
-        if method != b"POST":
-            self._respond(
-                405,
-                f"Method not allowed: publish with POST (got {method.decode('ascii', 'replace')})",
-                extra=[(b"Allow", ALLOW)],
-                close=not _bodyless(request),
-            )
-            return
-        if not binding.origin_allowed(origin_text):
-            self._respond(403, f"Forbidden: origin {origin_text} is not allowed", close=True)
-            return
-        length = headers.get(b"content-length")
-        if length is not None and int(length) > self.settings.max_message_size:
-            self._respond(
-                413,
-                f"Payload too large: the limit is {self.settings.max_message_size} bytes",
-                close=True,
-            )
-            return
-        self._pending_post = found
-        self._cors_origin = origin_text
-        self._body = []
-        self._body_size = 0
+        plan = plan_request(
+            request.method, request.target, request.headers, self.hub.parties, self.settings
+        )
+        if isinstance(plan, Reply):
+            self._respond(plan)
+        elif isinstance(plan, ReadBody):
+            self._pending_post = plan
+            self._body = []
+            self._body_size = 0
+        else:
+            self._upgrade(plan)
 
     def _on_body(self, data: bytes) -> None:
-        if self._pending_post is None:
+        post = self._pending_post
+        if post is None:
             return
         self._body_size += len(data)
-        if self._body_size > self.settings.max_message_size:
+        if self._body_size > post.limit:
             self._pending_post = None
             self._body = []
-            self._respond(
-                413,
-                f"Payload too large: the limit is {self.settings.max_message_size} bytes",
-                close=True,
-            )
+            self._respond(too_large(post.limit))
             return
         self._body.append(data)
 
     def _on_body_end(self) -> None:
-        found = self._pending_post
-        if found is None:
+        post = self._pending_post
+        if post is None:
             return
         self._pending_post = None
         body = b"".join(self._body)
         self._body = []
-        origin = self._cors_origin
-        cors = self._cors_headers(found.party, origin)
         message = parse_http_publish(body)
         if isinstance(message, str):
-            self._respond(400, f"Invalid request: {message}", extra=cors)
+            self._respond(Reply(400, f"Invalid request: {message}", post.cors))
             return
         # The original lands a POST on one node, which forwards it to the
         # others; in one process every node is reached in this same call.
-        room = found.party.rooms.get(found.room)
+        room = post.route.party.rooms.get(post.route.room)
         if room is not None:
             self.hub.publish(room, message.topic, text_frame(encode_publish(message)))
-        self._respond(200, "OK", extra=cors)
+        self._respond(Reply(200, "OK", post.cors))
 
-    def _preflight(self, party: Party, origin: str | None, headers: dict[bytes, bytes]) -> None:
-        if origin is None or not party.binding.origin_allowed(origin):
-            self._respond(403, f"Forbidden: origin {origin} is not allowed")
-            return
-        extra = self._cors_headers(party, origin)
-        extra += [
-            (b"Access-Control-Allow-Methods", ALLOW),
-            (
-                b"Access-Control-Allow-Headers",
-                headers.get(b"access-control-request-headers", PREFLIGHT_HEADERS),
-            ),
-            (b"Access-Control-Max-Age", b"86400"),
-        ]
-        self._respond(204, "", extra=extra)
-
-    def _cors_headers(self, party: Party, origin: str | None) -> list[tuple[bytes, bytes]]:
-        if origin is None or not party.binding.origin_allowed(origin):
-            return []
-        allow = b"*" if "*" in party.binding.allowed_origins else origin.encode("latin-1")
-        return [(b"Access-Control-Allow-Origin", allow), (b"Vary", b"Origin")]
-
-    def _respond(
-        self,
-        status: int,
-        text: str,
-        *,
-        extra: list[tuple[bytes, bytes]] | None = None,
-        close: bool = False,
-    ) -> None:
+    def _respond(self, reply: Reply) -> None:
         conn = self._h11
         assert conn is not None
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             self._finish()
             return
-        body = text.encode() if status != 204 else b""
+        body = reply.text.encode() if reply.status != 204 else b""
         # A HEAD answer has the headers of the body it does not carry.
         send_body = body and not self._head
         headers = [
             (b"Server", SERVER_HEADER),
             (b"Content-Type", b"text/plain; charset=utf-8"),
             (b"Content-Length", str(len(body)).encode()),
-            *(extra or []),
+            *reply.headers,
         ]
-        if close:
+        if reply.close:
             headers.append((b"Connection", b"close"))
         try:
-            response = h11.Response(
-                status_code=status, headers=headers, reason=HTTPStatus(status).phrase.encode()
-            )
-            data = conn.send(response)
+            phrase = HTTPStatus(reply.status).phrase.encode()
+            data = conn.send(h11.Response(status_code=reply.status, headers=headers, reason=phrase))
             data += conn.send(h11.Data(data=body)) if send_body else b""
             data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
@@ -394,46 +310,27 @@ class Session:
             return
         self._send(data)
         self.request_started = self.last_seen
-        if close or cast(object, conn.our_state) is h11.MUST_CLOSE:
+        if reply.close or cast(object, conn.our_state) is h11.MUST_CLOSE:
             self._finish()
 
     # --- WebSocket -------------------------------------------------------------
 
-    def _accept_websocket(self, found: Route[Party], headers: dict[bytes, bytes]) -> None:
+    def _upgrade(self, plan: AcceptWebSocket) -> None:
         conn = self._h11
         assert conn is not None
-        if b"upgrade" not in _tokens(headers.get(b"connection", b"")):
-            self._respond(400, "Bad request: Connection header must include Upgrade", close=True)
-            return
-        if headers.get(b"sec-websocket-version") != b"13":
-            self._respond(
-                426,
-                "Upgrade required: only WebSocket version 13 is supported",
-                extra=[(b"Sec-WebSocket-Version", b"13")],
-                close=True,
-            )
-            return
-        key = headers.get(b"sec-websocket-key", b"")
-        try:
-            valid_key = len(base64.b64decode(key, validate=True)) == 16
-        except (binascii.Error, ValueError):
-            valid_key = False
-        if not valid_key:
-            self._respond(400, "Bad request: missing or invalid Sec-WebSocket-Key", close=True)
-            return
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError:
             event = None
         if event is not h11.PAUSED and not isinstance(event, h11.EndOfMessage):
-            self._respond(400, "Bad request: a WebSocket upgrade has no body", close=True)
+            self._respond(Reply(400, "Bad request: a WebSocket upgrade has no body", close=True))
             return
         response = h11.InformationalResponse(
             status_code=101,
             headers=[
                 (b"Upgrade", b"websocket"),
                 (b"Connection", b"Upgrade"),
-                (b"Sec-WebSocket-Accept", generate_accept_token(key)),
+                (b"Sec-WebSocket-Accept", plan.accept_token),
                 (b"Server", SERVER_HEADER),
             ],
         )
@@ -443,8 +340,9 @@ class Session:
         self.phase = Phase.WEBSOCKET
         self._ws = WSConnection(ConnectionType.SERVER)
         self._frames = FrameSplitter(self.settings.max_message_size)
+        found = plan.route
         self.id = found.query.get("_pk") or str(uuid.uuid4())
-        self.country = _country(headers, self.settings.country_header)
+        self.country = plan.country
         node_id = self.hub.place(found.party, self.country)
         patterns = topics_from_query(found.query)
         self.membership = self.hub.join(found.party, found.room, self, node_id, patterns)
@@ -575,18 +473,3 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _bodyless(request: h11.Request) -> bool:
-    """Whether a request carries no body, so the connection can serve the next one."""
-    headers = {name: value for name, value in request.headers}
-    return b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") == b"0"
-
-
-def _tokens(value: bytes) -> set[bytes]:
-    return {token.strip().lower() for token in value.split(b",")}
-
-
-def _country(headers: dict[bytes, bytes], header: str) -> str | None:
-    value = headers.get(header.lower().encode("latin-1"))
-    return value.decode("latin-1").strip().upper() if value else None

@@ -1,0 +1,160 @@
+"""What to do with an HTTP request, decided from its head alone.
+
+Every request on the public port is one of three things: a WebSocket upgrade
+to accept, a POST whose body is to be read and published, or something to
+answer right away with a status and a reason. Deciding which is pure: the
+request line and headers in, a plan out. The session carries the plan out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wsproto.utilities import generate_accept_token
+
+from .config import Binding, ServerSettings
+from .rooms import Party
+from .routing import Route, RouteError, route
+
+Headers = list[tuple[bytes, bytes]]
+
+ALLOW = b"POST, OPTIONS"
+PREFLIGHT_HEADERS = b"Content-Type, Authorization, Idempotency-Key"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer now; ``close`` ends the connection after it."""
+
+    status: int
+    text: str
+    headers: Headers = field(default_factory=list)
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptWebSocket:
+    route: Route[Party]
+    accept_token: bytes
+    country: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBody:
+    """A publish: read the body (at most ``limit`` bytes), then publish it."""
+
+    route: Route[Party]
+    cors: Headers
+    limit: int
+
+
+Plan = Reply | AcceptWebSocket | ReadBody
+
+
+def plan_request(
+    method: bytes,
+    target: bytes,
+    header_list: Sequence[tuple[bytes, bytes]],
+    parties: Mapping[str, Party],
+    settings: ServerSettings,
+) -> Plan:
+    # h11 bounds only what is still incomplete; a request that arrives whole
+    # in one read is measured here.
+    size = len(target) + sum(len(n) + len(v) + 4 for n, v in header_list)
+    if size > settings.max_header_bytes:
+        return Reply(
+            431,
+            f"Request header fields too large: the limit is {settings.max_header_bytes} bytes",
+            close=True,
+        )
+    headers = dict(header_list)
+    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+    found = route(target.decode("ascii", "replace"), parties)
+    if isinstance(found, RouteError):
+        return Reply(found.status, found.reason, close=has_body)
+    binding = found.party.binding
+    raw_origin = headers.get(b"origin")
+    origin = raw_origin.decode("latin-1") if raw_origin is not None else None
+    if method == b"GET" and headers.get(b"upgrade", b"").lower() == b"websocket":
+        if not binding.origin_allowed(origin):
+            return _forbidden(origin)
+        return _websocket(found, headers, settings)
+    if method == b"OPTIONS":
+        return _preflight(binding, origin, headers)
+    if method != b"POST":
+        verb = method.decode("ascii", "replace")
+        return Reply(
+            405,
+            f"Method not allowed: publish with POST (got {verb})",
+            [(b"Allow", ALLOW)],
+            close=has_body,
+        )
+    if not binding.origin_allowed(origin):
+        return _forbidden(origin)
+    length = headers.get(b"content-length")
+    if length is not None and int(length) > settings.max_message_size:
+        return too_large(settings.max_message_size)
+    return ReadBody(found, cors_headers(binding, origin), settings.max_message_size)
+
+
+def too_large(limit: int) -> Reply:
+    return Reply(413, f"Payload too large: the limit is {limit} bytes", close=True)
+
+
+def cors_headers(binding: Binding, origin: str | None) -> Headers:
+    """What a response to an allowed browser origin carries."""
+    if origin is None or not binding.origin_allowed(origin):
+        return []
+    allow = b"*" if "*" in binding.allowed_origins else origin.encode("latin-1")
+    return [(b"Access-Control-Allow-Origin", allow), (b"Vary", b"Origin")]
+
+
+def _forbidden(origin: str | None) -> Reply:
+    return Reply(403, f"Forbidden: origin {origin} is not allowed", close=True)
+
+
+def _preflight(binding: Binding, origin: str | None, headers: dict[bytes, bytes]) -> Reply:
+    if origin is None or not binding.origin_allowed(origin):
+        return Reply(403, f"Forbidden: origin {origin} is not allowed")
+    requested = headers.get(b"access-control-request-headers", PREFLIGHT_HEADERS)
+    return Reply(
+        204,
+        "",
+        [
+            *cors_headers(binding, origin),
+            (b"Access-Control-Allow-Methods", ALLOW),
+            (b"Access-Control-Allow-Headers", requested),
+            (b"Access-Control-Max-Age", b"86400"),
+        ],
+    )
+
+
+def _websocket(
+    found: Route[Party], headers: dict[bytes, bytes], settings: ServerSettings
+) -> AcceptWebSocket | Reply:
+    connection = {token.strip().lower() for token in headers.get(b"connection", b"").split(b",")}
+    if b"upgrade" not in connection:
+        return Reply(400, "Bad request: Connection header must include Upgrade", close=True)
+    if headers.get(b"sec-websocket-version") != b"13":
+        return Reply(
+            426,
+            "Upgrade required: only WebSocket version 13 is supported",
+            [(b"Sec-WebSocket-Version", b"13")],
+            close=True,
+        )
+    key = headers.get(b"sec-websocket-key", b"")
+    try:
+        valid = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        return Reply(400, "Bad request: missing or invalid Sec-WebSocket-Key", close=True)
+    country = headers.get(settings.country_header.lower().encode("latin-1"))
+    return AcceptWebSocket(
+        found,
+        generate_accept_token(key),
+        country.decode("latin-1").strip().upper() if country else None,
+    )
