@@ -49,6 +49,7 @@ class ReadBody:
     route: Route[Party]
     cors: Headers
     limit: int
+    country: str | None
 
 
 Plan = Reply | AcceptWebSocket | ReadBody
@@ -97,7 +98,9 @@ def plan_request(
     length = headers.get(b"content-length")
     if length is not None and int(length) > settings.max_message_size:
         return too_large(settings.max_message_size)
-    return ReadBody(found, cors_headers(binding, origin), settings.max_message_size)
+    return ReadBody(
+        found, cors_headers(binding, origin), settings.max_message_size, _country(headers, settings)
+    )
 
 
 def too_large(limit: int) -> Reply:
@@ -152,9 +155,9 @@ def _websocket(
         valid = False
     if not valid:
         return Reply(400, "Bad request: missing or invalid Sec-WebSocket-Key", close=True)
-    country = headers.get(settings.country_header.lower().encode("latin-1"))
-    return AcceptWebSocket(
-        found,
-        generate_accept_token(key),
-        country.decode("latin-1").strip().upper() if country else None,
-    )
+    return AcceptWebSocket(found, generate_accept_token(key), _country(headers, settings))
+
+
+def _country(headers: dict[bytes, bytes], settings: ServerSettings) -> str | None:
+    value = headers.get(settings.country_header.lower().encode("latin-1"))
+    return value.decode("latin-1").strip().upper() if value else None

@@ -276,11 +276,23 @@ class Session:
         if isinstance(message, str):
             self._respond(Reply(400, f"Invalid request: {message}", post.cors))
             return
-        # The original lands a POST on one node, which forwards it to the
-        # others; in one process every node is reached in this same call.
-        room = post.route.party.rooms.get(post.route.room)
+        # Like the original, a POST lands on one node (placed by country),
+        # which passes it to the others; in one process that is this call.
+        found = post.route
+        node_id = self.hub.place(found.party, post.country)
+        room = found.party.rooms.get(found.room)
+        delivered = 0
         if room is not None:
-            self.hub.publish(room, message.topic, text_frame(encode_publish(message)))
+            delivered = self.hub.publish(room, message.topic, text_frame(encode_publish(message)))
+        log.debug(
+            "POST %s/%s topic %s via node %s from %s: %d deliveries",
+            found.party.binding.name,
+            found.room,
+            message.topic,
+            node_id,
+            self.peer,
+            delivered,
+        )
         self._respond(Reply(200, "OK", post.cors))
 
     def _respond(self, reply: Reply) -> None:

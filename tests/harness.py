@@ -168,8 +168,9 @@ class Clients:
         if wait:
             self.expect(lambda e: e["event"] == "open" and e["id"] == id)
 
-    def send(self, id: str, data: Any) -> None:
-        self.command("send", id=id, data=data if isinstance(data, str) else json.dumps(data))
+    def send(self, id: str, data: Any, binary: bool = False) -> None:
+        text = data if isinstance(data, str) else json.dumps(data)
+        self.command("send", id=id, data=text, binary=binary)
 
     def close(self, id: str) -> None:
         self.command("close", id=id)

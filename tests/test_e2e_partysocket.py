@@ -251,6 +251,14 @@ def test_bad_frames_get_an_error_and_publish_nothing(clients: Clients, raw: str,
     assert clients.message("other") == {"topic": "ok", "data": 1}
 
 
+def test_binary_frames_get_an_error(clients: Clients) -> None:
+    clients.connect("bin")
+    clients.send("bin", {"topic": "t", "data": 1}, binary=True)
+    assert clients.message("bin")["__error"]["code"] == "binary_not_supported"
+    clients.send("bin", {"topic": "t", "data": 2})
+    assert clients.message("bin") == {"topic": "t", "data": 2}
+
+
 def test_order_per_publisher(clients: Clients) -> None:
     clients.connect("sub")
     clients.connect("pub", query={"topics": ""})

@@ -47,8 +47,8 @@ const commands = {
       emit({ event: "error", id, message: String(e.message || e.error || "error") })
     );
   },
-  send({ id, data }) {
-    sockets.get(id).send(data);
+  send({ id, data, binary }) {
+    sockets.get(id).send(binary ? new TextEncoder().encode(data) : data);
   },
   close({ id, code, reason }) {
     sockets.get(id).close(code, reason);
