@@ -1,20 +1,30 @@
-"""The ``partysub`` command."""
+"""The ``partysub`` command: run the daemon, publish, subscribe, inspect, check configs."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
+import tomli_w
+import trio
 import typer
+from rich.console import Console
 
+from cli import remote, views
 from partysubd import __version__
 from partysubd.config import Config, ConfigError, load_config
+from partysubd.logs import FORMATS
 
 app = typer.Typer(
     name="partysub",
     help="A self-hosted pub/sub daemon for PartySocket clients.",
     no_args_is_help=True,
     add_completion=True,
+    pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Check and show configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -25,10 +35,34 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         help="Config file (TOML). Without it, the built-in default: binding PubSub on "
-        "127.0.0.1:1999.",
+        "127.0.0.1:1999, control plane on 127.0.0.1:2000.",
         dir_okay=False,
     ),
 ]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="The daemon's public URL [default: from -c, else http://127.0.0.1:1999]"
+    ),
+]
+PartyOption = Annotated[
+    str | None,
+    typer.Option("--party", help="Party name [default: the first binding of -c, else pubsub]"),
+]
+AdminOption = Annotated[
+    str | None,
+    typer.Option(
+        "--admin",
+        help="Control plane: http://host:port or unix:/path [default: from -c, else "
+        "http://127.0.0.1:2000]",
+        envvar="PARTYSUB_ADMIN",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", help="Control plane bearer token", envvar="PARTYSUB_ADMIN_TOKEN"),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _version(value: bool) -> None:
@@ -47,6 +81,11 @@ def main(
     """partysub: topic pub/sub over WebSockets, compatible with the partysocket client."""
 
 
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"partysub: {message}", err=True)
+    raise typer.Exit(code)
+
+
 def _load(config: Path | None) -> Config:
     try:
         return load_config(config)
@@ -54,8 +93,11 @@ def _load(config: Path | None) -> Config:
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         errors = sum(1 for i in exc.issues if i.severity == "error")
-        typer.echo(f"{errors} error(s) in the configuration; not starting.", err=True)
-        raise typer.Exit(2) from None
+        _fail(f"{errors} error(s) in the configuration; not starting.", 2)
+
+
+def _load_optional(config: Path | None) -> Config | None:
+    return None if config is None else _load(config)
 
 
 @app.command()
@@ -63,38 +105,231 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Listen address (overrides the config).")] = None,
     port: Annotated[
-        int | None, typer.Option(help="Listen port (overrides the config); 0 picks a free one.")
+        int | None,
+        typer.Option(
+            help="Listen port (overrides the config); 0 picks a free one.", min=0, max=65535
+        ),
     ] = None,
     log_level: Annotated[
-        str, typer.Option(help="debug, info, warning or error.", case_sensitive=False)
-    ] = "info",
+        str | None,
+        typer.Option(help="debug, info, warning or error [default: server.log_level, info]"),
+    ] = None,
+    log_format: Annotated[str, typer.Option(help="text (journald) or json.")] = "text",
+    admin_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-listen",
+            help="Control plane listener (overrides [admin] listen): host:port, unix:/path, off.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM.
+    """Run the daemon in the foreground; SIGHUP reloads the config, SIGTERM drains and stops.
 
-    Example: partysub serve -c /etc/partysub/partysub.toml --port 8080
+    Examples:
+
+      partysub serve
+
+      partysub serve -c /etc/partysub/partysub.toml --port 8080 --log-format json
     """
-    from dataclasses import replace
+    from partysubd.daemon import Overrides, run
+    from partysubd.logs import setup_logging
 
-    from partysubd.daemon import run, setup_logging
-
-    if log_level.lower() not in ("debug", "info", "warning", "error"):
+    if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
+    if log_format not in FORMATS:
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
     loaded = _load(config)
-    server = loaded.server
-    if host is not None:
-        server = replace(server, host=host)
-    if port is not None:
-        if not 0 <= port <= 65535:
-            raise typer.BadParameter("must be from 0 to 65535", param_hint="--port")
-        server = replace(server, port=port)
-    setup_logging(log_level)
-    try:
-        run(replace(loaded, server=server))
-    except OSError as exc:
-        typer.echo(
-            f"partysub: cannot listen on {server.host}:{server.port}: {exc.strerror}", err=True
+    if admin_listen is not None and admin_listen != "off" and ":" not in admin_listen:
+        raise typer.BadParameter(
+            "must be host:port, unix:/path or off", param_hint="--admin-listen"
         )
-        raise typer.Exit(1) from None
+    overrides = Overrides(host, port, log_level.lower() if log_level else None, admin_listen)
+    admin = overrides.apply(loaded).admin
+    if not admin.loopback and admin.token is None:
+        _fail(
+            f"the control plane on {admin.listen} would be open to the network: set [admin] token",
+            2,
+        )
+    setup_logging(overrides.apply(loaded).server.log_level, log_format)
+    try:
+        run(loaded, config, overrides)
+    except OSError as exc:
+        settings = overrides.apply(loaded).server
+        _fail(
+            f"cannot listen: {exc.strerror or exc} (public {settings.host}:{settings.port}, "
+            f"control plane {loaded.admin.listen})"
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+def _messages(msg: str, lines: bool) -> Iterator[str]:
+    if msg != "-":
+        yield msg
+    elif lines:
+        for line in sys.stdin:
+            if line.strip():
+                yield line.rstrip("\n")
+    else:
+        yield sys.stdin.read()
+
+
+@app.command()
+def publish(
+    room: Annotated[str, typer.Argument(help="Room name.")],
+    topic: Annotated[str, typer.Argument(help="Topic.")],
+    msg: Annotated[str, typer.Argument(help="The message; - reads it from standard input.")],
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    party: PartyOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="MSG is JSON: send it as the data, not as a string.")
+    ] = False,
+    lines: Annotated[
+        bool, typer.Option("--lines", help="With -: one message per line of standard input.")
+    ] = False,
+) -> None:
+    """Publish a message to a room over HTTP (what PartySocket.fetch does).
+
+    Examples:
+
+      partysub publish lobby chat:1 "hello"
+
+      partysub publish lobby prices '{"eur": 1.08}' --json
+
+      tail -f events.jsonl | partysub publish lobby events - --json --lines
+    """
+    endpoint = remote.Endpoint.resolve(url, party, _load_optional(config))
+    for number, text in enumerate(_messages(msg, lines), start=1):
+        data: Any = text
+        if as_json:
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                _fail(f"message {number} is not JSON ({exc}); without --json it is a string", 2)
+        try:
+            answer = remote.publish(endpoint, room, topic, data)
+        except remote.RemoteError as exc:
+            _fail(str(exc))
+        typer.echo(answer)
+
+
+@app.command()
+def subscribe(
+    room: Annotated[str, typer.Argument(help="Room name.")],
+    topics: Annotated[
+        str | None, typer.Option(help="Patterns, comma-separated (a,b:*) [default: everything]")
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after N messages.", min=1)] = None,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    party: PartyOption = None,
+) -> None:
+    """Print a room's messages, one JSON line each, until interrupted (or --count).
+
+    Examples:
+
+      partysub subscribe lobby
+
+      partysub subscribe lobby --topics 'chat:*' --count 10
+    """
+    endpoint = remote.Endpoint.resolve(url, party, _load_optional(config))
+
+    def emit(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    try:
+        trio.run(remote.subscribe, endpoint, room, topics, count, emit)
+    except remote.RemoteError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+def _admin(admin: str | None, token: str | None, config: Path | None) -> remote.AdminEndpoint:
+    try:
+        return remote.AdminEndpoint.resolve(admin, token, _load_optional(config))
+    except remote.RemoteError as exc:
+        _fail(str(exc))
+
+
+def _get(endpoint: remote.AdminEndpoint, path: str) -> Any:
+    try:
+        return endpoint.get(path)
+    except remote.RemoteError as exc:
+        _fail(str(exc))
+
+
+def _room_path(party: str | None, room: str, config: Path | None) -> str:
+    name = party or remote.Endpoint.resolve(None, None, _load_optional(config)).party
+    return f"/rooms/{quote(name, safe='')}/{quote(room, safe='')}"
+
+
+@app.command()
+def rooms(
+    config: ConfigOption = None,
+    admin: AdminOption = None,
+    token: TokenOption = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """List live rooms with their nodes, connections and traffic (control plane).
+
+    Example: partysub rooms -c /etc/partysub/partysub.toml
+    """
+    payload = _get(_admin(admin, token, config), "/rooms")
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        views.rooms(Console(), payload)
+
+
+@app.command()
+def room(
+    name: Annotated[str, typer.Argument(metavar="ROOM", help="Room name.")],
+    party: PartyOption = None,
+    config: ConfigOption = None,
+    admin: AdminOption = None,
+    token: TokenOption = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """One room: its nodes and locations, and its connections.
+
+    Example: partysub room lobby --party pubsub
+    """
+    endpoint = _admin(admin, token, config)
+    path = _room_path(party, name, config)
+    detail = _get(endpoint, path)
+    connections = _get(endpoint, path + "/connections")
+    if as_json:
+        typer.echo(json.dumps({**detail, "connections": connections["connections"]}, indent=2))
+    else:
+        views.room(Console(), detail, connections)
+
+
+@app.command()
+def topics(
+    name: Annotated[str, typer.Argument(metavar="ROOM", help="Room name.")],
+    party: PartyOption = None,
+    config: ConfigOption = None,
+    admin: AdminOption = None,
+    token: TokenOption = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """A room's subscription patterns with subscriber counts, and its recent topics.
+
+    Example: partysub topics lobby
+    """
+    detail = _get(_admin(admin, token, config), _room_path(party, name, config))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"patterns": detail["patterns"], "recent_topics": detail["recent_topics"]},
+                indent=2,
+            )
+        )
+    else:
+        views.topics(Console(), detail)
 
 
 @config_app.command("check")
@@ -119,3 +354,41 @@ def config_check(config: ConfigOption = None) -> None:
             f"{len(layout.node_ids)} nodes per room ({spread})"
         )
     typer.echo(f"{loaded.source}: OK")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration as TOML, every default filled in.
+
+    Example: partysub config show -c partysub.toml
+    """
+    typer.echo(tomli_w.dumps(effective(_load(config))), nl=False)
+
+
+def effective(config: Config) -> dict[str, Any]:
+    """The config as a TOML document; a secret is shown as set, never printed."""
+    server = {name: getattr(config.server, name) for name in config.server.__dataclass_fields__}
+    admin: dict[str, Any] = {"listen": config.admin.listen}
+    if config.admin.token is not None:
+        admin["token"] = "<set>"
+    document: dict[str, Any] = {
+        "server": server,
+        "admin": admin,
+        "durable_objects": {
+            "bindings": [{"name": b.name, "class_name": b.class_name} for b in config.bindings]
+        },
+        "pubsub": [
+            {
+                "binding": b.name,
+                "nodes": b.nodes,
+                **({"jurisdiction": b.jurisdiction} if b.jurisdiction else {}),
+                "locations": dict(b.locations or dict.fromkeys(b.layout.nodes_by_location, 1)),
+                "allowed_origins": list(b.allowed_origins),
+                "node_ids": b.layout.node_ids,
+            }
+            for b in config.bindings
+        ],
+    }
+    if config.location_countries:
+        document["location_countries"] = {k: list(v) for k, v in config.location_countries.items()}
+    return document

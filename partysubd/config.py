@@ -8,6 +8,7 @@ keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ port = 1999
 
 {DEFAULT_BINDING_TOML}"""
 BUILTIN_SOURCE = "<built-in default>"
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:2000"
 
 KeyPath = tuple[str | int, ...]
 
@@ -76,6 +78,40 @@ class ServerSettings:
     close_timeout: float = 5.0
     shutdown_timeout: float = 10.0
     shutdown_close_code: int = 1001
+    drain_seconds: float = 10.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The control plane's listener: ``host:port``, ``unix:/path``, or ``off``."""
+
+    listen: str = DEFAULT_ADMIN_LISTEN
+    token: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen != "off"
+
+    @property
+    def unix_path(self) -> str | None:
+        return self.listen.removeprefix("unix:") if self.listen.startswith("unix:") else None
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def loopback(self) -> bool:
+        if self.unix_path is not None or not self.enabled:
+            return True
+        host = self.host_port()[0]
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +142,7 @@ class Config:
     source: str
     server: ServerSettings
     bindings: tuple[Binding, ...]
+    admin: AdminSettings = field(default_factory=AdminSettings)
     location_countries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[ConfigIssue, ...] = ()
 
@@ -225,6 +262,20 @@ def _not_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
+def _log_level(value: Any) -> str | None:
+    levels = ("debug", "info", "warning", "error")
+    return None if value in levels else f"must be one of {', '.join(levels)}"
+
+
+def _listen(value: Any) -> str | None:
+    if value == "off" or (value.startswith("unix:/") and len(value) > 6):
+        return None
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and 0 <= int(port) <= 65535:
+        return None
+    return 'must be "host:port", "[ipv6]:port", "unix:/absolute/path" or "off"'
+
+
 @dataclass(frozen=True)
 class _Key:
     kind: str
@@ -260,6 +311,13 @@ _SERVER_KEYS: dict[str, _Key] = {
     "close_timeout": _Key("number", _positive),
     "shutdown_timeout": _Key("number", _non_negative),
     "shutdown_close_code": _Key("int", _close_code),
+    "drain_seconds": _Key("number", _non_negative),
+    "log_level": _Key("str", _log_level),
+}
+_ADMIN_KEYS: dict[str, _Key] = {
+    "listen": _Key("str", _listen),
+    "token": _Key("str", _not_empty),
+    "token_file": _Key("str", _not_empty),
 }
 _BINDING_KEYS: dict[str, _Key] = {
     "name": _Key("str", _not_empty),
@@ -281,7 +339,7 @@ _PUBSUB_KEYS: dict[str, _Key] = {
     "jurisdiction": _Key("str"),
     "allowed_origins": _Key("str_list"),
 }
-_TOP_KEYS = {"server", "durable_objects", "migrations", "pubsub", "location_countries"}
+_TOP_KEYS = {"server", "admin", "durable_objects", "migrations", "pubsub", "location_countries"}
 # Top-level wrangler keys that a wrangler.toml carries and the daemon has no use for.
 _WRANGLER_KEYS = {"name", "main", "compatibility_date", "compatibility_flags", "vars", "account_id"}
 
@@ -354,6 +412,7 @@ class _Checker:
                 f"must be at least max_message_size ({settings.max_message_size}): "
                 "one message must fit in a connection's outgoing buffer",
             )
+        admin = self.admin(doc.get("admin", {}))
         countries = self.location_countries(doc.get("location_countries", {}))
         classes = self.migrations(doc.get("migrations"))
         bindings = self.bindings(doc.get("durable_objects"), classes)
@@ -367,10 +426,31 @@ class _Checker:
         return Config(
             source=self.source,
             server=settings,
+            admin=admin,
             bindings=tuple(b for b in built if b is not None),
             location_countries=countries,
             warnings=tuple(self.issues),
         )
+
+    def admin(self, value: Any) -> AdminSettings:
+        path: KeyPath = ("admin",)
+        keys = self.table(value, path, _ADMIN_KEYS)
+        token = keys.get("token")
+        if "token_file" in keys:
+            if token is not None:
+                self.error((*path, "token_file"), "give token or token_file, not both")
+            try:
+                token = Path(keys["token_file"]).read_text().strip() or None
+            except OSError as exc:
+                self.error((*path, "token_file"), f"cannot read: {exc.strerror}")
+        settings = AdminSettings(listen=keys.get("listen", DEFAULT_ADMIN_LISTEN), token=token)
+        if not settings.loopback and settings.token is None:
+            self.error(
+                (*path, "listen"),
+                f"{settings.listen} is not a loopback address: set token (or token_file) "
+                "so the control plane is not open to the network",
+            )
+        return settings
 
     def location_countries(self, value: Any) -> dict[str, tuple[str, ...]]:
         path: KeyPath = ("location_countries",)

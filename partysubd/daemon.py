@@ -1,82 +1,194 @@
-"""Running the daemon: listener, engine and signals in one trio.run."""
+"""The daemon's life: listeners up, systemd told, signals handled, drained on the way out.
+
+One ``trio.run`` holds the public engine (our own sockets, for speed) and the
+control plane (hypercorn, for convenience). SIGHUP reloads the config,
+SIGTERM/SIGINT drain and stop.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
 
-from . import __version__
-from .config import Config
+from . import __version__, inspect
+from .admin import AdminApp, AdminState
+from .config import AdminSettings, Config, ConfigError, load_config
 from .engine import Engine, open_listener
+from .logs import set_level
+from .reload import plan_reload
 from .rooms import Hub
+from .sdnotify import Notifier, watchdog_interval
 
 log = logging.getLogger("partysubd")
 
-_LEVEL_PREFIX = {
-    logging.DEBUG: "<7>",
-    logging.INFO: "<6>",
-    logging.WARNING: "<4>",
-    logging.ERROR: "<3>",
-    logging.CRITICAL: "<2>",
-}
+STATUS_INTERVAL = 5.0
 
 
-class _JournalFormatter(logging.Formatter):
-    """One line per event with a syslog level prefix, which journald reads as the priority."""
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line settings that win over the config, at start and on every reload."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        prefix = _LEVEL_PREFIX.get(record.levelno, "<6>")
-        return f"{prefix}{record.levelname.lower()} {record.name}: {super().format(record)}"
+    host: str | None = None
+    port: int | None = None
+    log_level: str | None = None
+    admin_listen: str | None = None
+
+    def apply(self, config: Config) -> Config:
+        if self.admin_listen is not None:
+            config = replace(config, admin=replace(config.admin, listen=self.admin_listen))
+        server = config.server
+        if self.host is not None:
+            server = replace(server, host=self.host)
+        if self.port is not None:
+            server = replace(server, port=self.port)
+        if self.log_level is not None:
+            server = replace(server, log_level=self.log_level)
+        return replace(config, server=server)
 
 
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JournalFormatter("%(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+class Daemon:
+    def __init__(self, config: Config, path: Path | None, overrides: Overrides) -> None:
+        self.path = path
+        self.overrides = overrides
+        self.config = overrides.apply(config)
+        self.hub = Hub(self.config)
+        self.notifier = Notifier.from_environment()
+        self.state = AdminState(
+            hub=self.hub,
+            version=__version__,
+            started=0.0,
+            clock=lambda: inspect.Clock(trio.current_time(), time.time()),
+            token=self.config.admin.token,
+        )
+        self.engine: Engine | None = None
 
+    def status(self) -> str:
+        totals = inspect.totals(self.hub)
+        return (
+            f"{totals['connections']} connections in {totals['rooms']} rooms; "
+            f"{totals['messages_in']} published, {totals['messages_out']} delivered"
+        )
 
-async def serve(config: Config) -> None:
-    settings = config.server
-    listener = open_listener(settings.host, settings.port, settings.backlog)
-    hub = Hub(config)
-    engine = Engine(hub, listener)
-    for issue in config.warnings:
-        log.warning("%s", issue)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.serve)
-            host, port = engine.address
-            parties = ", ".join(
-                f"{b.name} (/parties/{'|'.join(b.party_names)}/<room>, "
-                f"{len(b.layout.node_ids)} nodes)"
-                for b in config.bindings
-            )
-            log.info(
-                "partysub %s listening on %s:%d from %s; parties: %s",
-                __version__,
-                host,
-                port,
-                config.source,
-                parties,
-            )
-            async for signum in signals:
+    async def run(self) -> None:
+        settings = self.config.server
+        set_level(settings.log_level)
+        listener = open_listener(settings.host, settings.port, settings.backlog)
+        engine = self.engine = Engine(self.hub, listener)
+        self.state.started = trio.current_time()
+        for issue in self.config.warnings:
+            log.warning("%s", issue)
+        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        with trio.open_signal_receiver(*signals) as signal_stream:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(engine.serve)
+                host, port = engine.address
+                self.state.listeners["public"] = f"http://{host}:{port}"
+                if self.config.admin.enabled:
+                    binds = await nursery.start(
+                        serve_admin, AdminApp(self.state), self.config.admin
+                    )
+                    self.state.listeners["admin"] = binds[0]
                 log.info(
-                    "%s: closing %d connections and stopping",
-                    signal.Signals(signum).name,
-                    len(engine.conns),
+                    "partysub %s listening on %s:%d from %s; control plane %s; parties: %s",
+                    __version__,
+                    host,
+                    port,
+                    self.config.source,
+                    self.state.listeners.get("admin", "off"),
+                    ", ".join(
+                        f"{b.name} (/parties/{'|'.join(b.party_names)}/<room>, "
+                        f"{len(b.layout.node_ids)} nodes)"
+                        for b in self.config.bindings
+                    ),
                 )
-                break
-            await engine.shutdown(
-                settings.shutdown_close_code, "server shutting down", settings.shutdown_timeout
-            )
-            nursery.cancel_scope.cancel()
-    log.info("stopped")
+                self.notifier.ready(self.status())
+                nursery.start_soon(self._report_status)
+                async for signum in signal_stream:
+                    if signum == signal.SIGHUP:
+                        self.reload()
+                        continue
+                    log.info(
+                        "%s: draining %d connections over %gs, then stopping",
+                        signal.Signals(signum).name,
+                        len(engine.conns),
+                        self.config.server.drain_seconds,
+                    )
+                    break
+                self.state.draining = True
+                self.notifier.stopping(f"draining {len(engine.conns)} connections")
+                settings = self.config.server
+                await engine.shutdown(
+                    settings.shutdown_close_code,
+                    "server shutting down",
+                    settings.drain_seconds,
+                    settings.shutdown_timeout,
+                )
+                nursery.cancel_scope.cancel()
+        log.info("stopped")
+
+    def reload(self) -> None:
+        """Read the config file again and apply what can change live."""
+        self.notifier.reloading()
+        try:
+            new = self.overrides.apply(load_config(self.path))
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload: %s", issue)
+            log.error("reload refused: the configuration has errors; the old one stays")
+            self.notifier.reloaded(self.status())
+            return
+        plan = plan_reload(self.config, new)
+        self.config = plan.config
+        self.hub.apply(plan.config)
+        if self.engine is not None:
+            self.engine.apply_settings(plan.config.server)
+        self.state.token = plan.config.admin.token
+        set_level(plan.config.server.log_level)
+        for issue in plan.config.warnings:
+            log.warning("reload: %s", issue)
+        for change in plan.applied:
+            log.info("reload: %s", change)
+        for kept in plan.kept:
+            log.warning("reload: cannot apply %s", kept)
+        if not plan.applied and not plan.kept:
+            log.info("reload: nothing changed")
+        self.notifier.reloaded(self.status())
+
+    async def _report_status(self) -> None:
+        """STATUS= for `systemctl status`, and WATCHDOG=1 if systemd asked for it."""
+        watchdog = watchdog_interval()
+        interval = min(STATUS_INTERVAL, watchdog) if watchdog else STATUS_INTERVAL
+        while True:
+            await trio.sleep(interval)
+            if watchdog:
+                self.notifier.watchdog()
+            self.notifier.status(self.status())
 
 
-def run(config: Config) -> None:
-    trio.run(serve, config)
+async def serve_admin(
+    app: AdminApp,
+    settings: AdminSettings,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    config = HypercornConfig()
+    if settings.unix_path is not None:
+        config.bind = [f"unix:{settings.unix_path}"]
+    else:
+        host, port = settings.host_port()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("partysubd.admin")
+    config.graceful_timeout = 1.0
+    await hypercorn_serve(app, config, task_status=task_status)
+
+
+def run(config: Config, path: Path | None, overrides: Overrides) -> None:
+    trio.run(Daemon(config, path, overrides).run)

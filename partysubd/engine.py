@@ -17,12 +17,14 @@ from typing import cast
 
 import trio
 
+from .config import ServerSettings
 from .rooms import Hub
 from .session import Session
 
 log = logging.getLogger("partysubd.engine")
 
 RECV_SIZE = 65536
+DRAIN_STEP = 0.1  # seconds between batches of closes when draining
 ACCEPT_ERRORS_TO_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -65,11 +67,7 @@ class Engine:
         self._all_closed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._accept_scope = trio.CancelScope()
-        settings = hub.config.server
-        timers = [settings.handshake_timeout, settings.ping_timeout, settings.close_timeout]
-        if settings.ping_interval > 0:
-            timers.append(settings.ping_interval)
-        self.sweep_interval = max(0.05, min(1.0, *timers) / 2)
+        self.sweep_interval = _sweep_interval(hub.config.server)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -84,16 +82,34 @@ class Engine:
             nursery.start_soon(self._accept_loop, nursery)
             task_status.started()
 
-    async def shutdown(self, code: int, reason: str, timeout: float) -> None:
-        """Stop accepting, close every connection cleanly, wait for them up to ``timeout``."""
-        self.accepting = False
-        self._accept_scope.cancel()
-        trio.lowlevel.notify_closing(self.listener)
-        self.listener.close()
-        now = trio.current_time()
-        for conn in list(self.conns):
-            conn.close(code, reason, now)
-        self._flush()
+    def apply_settings(self, settings: ServerSettings) -> None:
+        """After a reload: new limits and timers for every open connection."""
+        for conn in self.conns:
+            conn.apply_settings(settings)
+        self.sweep_interval = _sweep_interval(settings)
+
+    def stop_accepting(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            self._accept_scope.cancel()
+            trio.lowlevel.notify_closing(self.listener)
+            self.listener.close()
+
+    async def shutdown(self, code: int, reason: str, window: float, timeout: float) -> None:
+        """Drain: stop accepting, close connections in paced batches over ``window``
+        seconds (so reconnecting clients do not all come back at once), give
+        them ``timeout`` more to answer, then drop whatever is left."""
+        self.stop_accepting()
+        steps = max(1, int(window / DRAIN_STEP))
+        conns = sorted(self.conns, key=lambda c: c.created)
+        per_step = -(-len(conns) // steps)  # ceiling
+        for start in range(0, len(conns), per_step):
+            now = trio.current_time()
+            for conn in conns[start : start + per_step]:
+                conn.close(code, reason, now)
+            self._flush()
+            if start + per_step < len(conns):
+                await trio.sleep(DRAIN_STEP)
         with trio.move_on_after(timeout):
             if self.conns:
                 await self._all_closed.wait()
@@ -197,6 +213,7 @@ class Engine:
                     continue
             if conn.finished:
                 self._close(conn)
+        self.hub.flushed(trio.current_time() if now is None else now)
 
     def _start_drain(self, conn: Conn) -> None:
         if self._nursery is not None:
@@ -220,10 +237,10 @@ class Engine:
     # --- timers and closing ------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
-        close_timeout = self.hub.config.server.close_timeout
         while True:
             await trio.sleep(self.sweep_interval)
             now = trio.current_time()
+            close_timeout = self.hub.config.server.close_timeout
             for conn in list(self.conns):
                 conn.tick(now)
                 if conn.finished:
@@ -244,6 +261,14 @@ class Engine:
         conn.sock.close()
         if not self.conns and not self.accepting:
             self._all_closed.set()
+
+
+def _sweep_interval(settings: ServerSettings) -> float:
+    """Often enough for the shortest timer to fire on time, at most twice a second."""
+    timers = [settings.handshake_timeout, settings.ping_timeout, settings.close_timeout]
+    if settings.ping_interval > 0:
+        timers.append(settings.ping_interval)
+    return max(0.05, min(1.0, *timers) / 2)
 
 
 def _send_some(conn: Conn) -> None:

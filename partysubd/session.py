@@ -132,6 +132,13 @@ class Session:
         self.finished = True
         self.out.sealed = True
 
+    def apply_settings(self, settings: ServerSettings) -> None:
+        """A reload changed the limits: they hold for this connection from now on."""
+        self.settings = settings
+        self.out.cap = settings.max_buffered_bytes
+        if self._frames is not None:
+            self._frames.max_size = settings.max_message_size
+
     def tick(self, now: float) -> None:
         """Timers: handshake deadline, keep-alive pings, dead peers, close handshakes."""
         s = self.settings
@@ -166,11 +173,13 @@ class Session:
             self._finish()
             return
         self._send_last(ws.send(CloseConnection(code, reason)))
+        self.hub.events.closes[code] += 1
         self.close_deadline = now + self.settings.close_timeout
 
     def overflowed(self, now: float) -> None:
         """The outbox passed its cap: drop what was not begun, and close."""
         self.out.drop_unsent()
+        self.hub.events.slow_consumers += 1
         log.info(
             "closing slow consumer %s in %s: over %d buffered bytes",
             self.id,
@@ -279,11 +288,12 @@ class Session:
         # Like the original, a POST lands on one node (placed by country),
         # which passes it to the others; in one process that is this call.
         found = post.route
-        node_id = self.hub.place(found.party, post.country)
+        node_id = self.hub.place(found.party, found.room, post.country)
         room = found.party.rooms.get(found.room)
         delivered = 0
         if room is not None:
-            delivered = self.hub.publish(room, message.topic, text_frame(encode_publish(message)))
+            frame = text_frame(encode_publish(message))
+            delivered = self.hub.publish(room, message.topic, frame, self.last_seen)
         log.debug(
             "POST %s/%s topic %s via node %s from %s: %d deliveries",
             found.party.binding.name,
@@ -321,6 +331,7 @@ class Session:
             self._finish()
             return
         self._send(data)
+        self.hub.events.http_responses[reply.status] += 1
         self.request_started = self.last_seen
         if reply.close or cast(object, conn.our_state) is h11.MUST_CLOSE:
             self._finish()
@@ -355,16 +366,15 @@ class Session:
         found = plan.route
         self.id = found.query.get("_pk") or str(uuid.uuid4())
         self.country = plan.country
-        node_id = self.hub.place(found.party, self.country)
         patterns = topics_from_query(found.query)
-        self.membership = self.hub.join(found.party, found.room, self, node_id, patterns)
+        self.membership = self.hub.join(found.party, found.room, self, self.country, patterns)
         log.debug(
             "connect %s from %s to %s/%s node %s (country %s) topics %s",
             self.id,
             self.peer,
             found.party.binding.name,
             found.room,
-            node_id,
+            self.membership.node.id,
             self.country or "unknown",
             ",".join(patterns) or "-",
         )
@@ -415,6 +425,7 @@ class Session:
         elif ws.state is ConnectionState.OPEN:
             # wsproto reports a protocol violation as a close event in OPEN.
             self._send_last(ws.send(CloseConnection(event.code, event.reason)))
+            self.hub.events.closes[int(event.code)] += 1
         self._finish()
 
     def _too_big(self) -> None:
@@ -432,6 +443,10 @@ class Session:
             ErrorCode.BINARY_NOT_SUPPORTED,
             "binary frames are not supported on this connection; send JSON text frames",
         )
+        self._send_error(error)
+
+    def _send_error(self, error: ProtocolError) -> None:
+        self.hub.events.error_frames[error.code.value] += 1
         self._send(text_frame(encode_error(error)))
 
     def _collect(self, data: str | bytes | bytearray, finished: bool) -> None:
@@ -465,7 +480,7 @@ class Session:
         message = parse_client_message(payload)
         if isinstance(message, Publish):
             frame = text_frame(encode_publish(message))
-            self.hub.publish(self.membership.room, message.topic, frame)
+            self.hub.publish(self.membership.room, message.topic, frame, self.last_seen)
         elif isinstance(message, ProtocolError):
             if message.code is ErrorCode.BAD_JSON and not _is_utf8(payload):
                 self.close(
@@ -474,7 +489,7 @@ class Session:
                     self.last_seen,
                 )
                 return
-            self._send(text_frame(encode_error(message)))
+            self._send_error(message)
         else:
             self.membership.node.index.set_patterns(self, message.patterns)
 

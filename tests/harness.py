@@ -32,7 +32,17 @@ class Daemon:
     """``partysub serve`` on a free port, with its log collected."""
 
     def __init__(self, config_text: str | None, tmp: Path, *args: str) -> None:
-        command = [sys.executable, "-m", "cli", "serve", "--port", "0", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--port",
+            "0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            *args,
+        ]
         if config_text is not None:
             path = tmp / "partysub.toml"
             path.write_text(config_text)
@@ -53,6 +63,8 @@ class Daemon:
         assert match
         self.host = match.group(1)
         self.port = int(match.group(2))
+        admin = re.search(r"control plane (\S+);", line)
+        self.admin = admin.group(1) if admin else None
 
     @property
     def address(self) -> str:

@@ -58,9 +58,9 @@ def test_unknown_key_names_key_and_line() -> None:
     found = errors("[server]\nhost = '0.0.0.0'\nprot = 80\n" + BASE)
     assert found == [
         "test.toml:3: [server.prot] error: unknown key (known keys here: backlog, close_timeout, "
-        "country_header, handshake_timeout, host, max_buffered_bytes, max_header_bytes, "
-        "max_message_size, ping_interval, ping_timeout, port, shutdown_close_code, "
-        "shutdown_timeout)"
+        "country_header, drain_seconds, handshake_timeout, host, log_level, max_buffered_bytes, "
+        "max_header_bytes, max_message_size, ping_interval, ping_timeout, port, "
+        "shutdown_close_code, shutdown_timeout)"
     ]
 
 
@@ -200,3 +200,30 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_wrangler_top_level_keys_are_tolerated() -> None:
     config = parse_config('name = "app"\ncompatibility_date = "2024-01-01"\n' + BASE, "t")
     assert config.bindings
+
+
+def test_admin_defaults_to_loopback_without_token() -> None:
+    admin = load_config(None).admin
+    assert (admin.listen, admin.token, admin.loopback) == ("127.0.0.1:2000", None, True)
+
+
+@pytest.mark.parametrize("listen", ["unix:/run/partysub/admin.sock", "[::1]:2000", "localhost:9"])
+def test_admin_loopback_forms(listen: str) -> None:
+    config = parse_config(f'[admin]\nlisten = "{listen}"\n' + BASE, "t")
+    assert config.admin.loopback
+
+
+def test_admin_off_a_network_address_needs_a_token(tmp_path: Path) -> None:
+    found = errors('[admin]\nlisten = "0.0.0.0:2000"\n' + BASE)
+    assert found[0].startswith("test.toml:2: [admin.listen] error: 0.0.0.0:2000 is not a loopback")
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    config = parse_config(
+        f'[admin]\nlisten = "0.0.0.0:2000"\ntoken_file = "{secret}"\n' + BASE, "t"
+    )
+    assert config.admin.token == "s3cret"
+
+
+@pytest.mark.parametrize("listen", ["2000", "host:port", "unix:relative"])
+def test_admin_listen_forms_are_checked(listen: str) -> None:
+    assert "must be" in errors(f'[admin]\nlisten = "{listen}"\n' + BASE)[0]

@@ -1,0 +1,88 @@
+"""Human tables (rich) for what the control plane returns."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ago(wall: float) -> str:
+    seconds = max(0.0, time.time() - wall)
+    return _duration(seconds) + " ago"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def rooms(console: Console, payload: dict[str, Any]) -> None:
+    table = Table(title="rooms")
+    for column in ("party", "room", "nodes", "connections", "msgs in", "msgs out", "bytes out"):
+        table.add_column(column, justify="left" if column in ("party", "room") else "right")
+    for party in payload["parties"]:
+        for room in party["rooms"]:
+            table.add_row(
+                party["party"],
+                room["room"],
+                str(room["nodes"]),
+                str(room["connections"]),
+                str(room["messages_in"]),
+                str(room["messages_out"]),
+                str(room["bytes_out"]),
+            )
+    console.print(table)
+    t = payload["totals"]
+    console.print(
+        f"{t['connections']} connections in {t['rooms']} rooms on {t['nodes']} nodes; "
+        f"{t['messages_in']} published, {t['messages_out']} delivered since start"
+    )
+
+
+def room(console: Console, detail: dict[str, Any], connections: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{detail['party']}/{detail['room']}[/bold]: {detail['connections']} connections "
+        f"on {len(detail['nodes'])} nodes; {detail['messages_in']} published, "
+        f"{detail['messages_out']} delivered"
+    )
+    nodes = Table(title="nodes")
+    for column in ("node", "location", "connections"):
+        nodes.add_column(column, justify="right" if column == "connections" else "left")
+    for node in detail["nodes"]:
+        nodes.add_row(node["id"], node["location"], str(node["connections"]))
+    console.print(nodes)
+    conns = Table(title="connections")
+    for column in ("id", "node", "country", "topics", "buffered", "age"):
+        conns.add_column(column, justify="right" if column in ("buffered", "age") else "left")
+    for conn in connections["connections"]:
+        conns.add_row(
+            conn["id"],
+            conn["node"],
+            conn["country"] or "-",
+            ",".join(conn["topics"]) or "(none)",
+            str(conn["buffered_bytes"]),
+            _duration(conn["age"]),
+        )
+    console.print(conns)
+
+
+def topics(console: Console, detail: dict[str, Any]) -> None:
+    patterns = Table(title=f"subscriptions in {detail['party']}/{detail['room']}")
+    patterns.add_column("pattern")
+    patterns.add_column("connections", justify="right")
+    for row in detail["patterns"]:
+        patterns.add_row(row["pattern"], str(row["connections"]))
+    console.print(patterns)
+    recent = Table(title="recently published topics")
+    recent.add_column("topic")
+    recent.add_column("messages", justify="right")
+    recent.add_column("last", justify="right")
+    for row in detail["recent_topics"]:
+        recent.add_row(row["topic"], str(row["count"]), _ago(row["last_seen"]))
+    console.print(recent)
