@@ -102,7 +102,7 @@ class Engine:
         self.stop_accepting()
         steps = max(1, int(window / DRAIN_STEP))
         conns = sorted(self.conns, key=lambda c: c.created)
-        per_step = -(-len(conns) // steps)  # ceiling
+        per_step = max(1, -(-len(conns) // steps))  # ceiling
         for start in range(0, len(conns), per_step):
             now = trio.current_time()
             for conn in conns[start : start + per_step]:
