@@ -1,0 +1,159 @@
+"""Reload planning, inspection views, counters and the control plane's routing: no sockets."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from partysubd.admin import AdminApp, AdminState
+from partysubd.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.inspect import Clock, connections_view, find_room, room_view, rooms_view
+from partysubd.outbox import Outbox
+from partysubd.reload import plan_reload
+from partysubd.rooms import Hub
+from partysubd.stats import LatencyHistogram, RecentTopics
+
+
+class FakeConn:
+    def __init__(self, id: str, country: str | None = None) -> None:
+        self.out = Outbox(1000)
+        self.id = id
+        self.peer = "127.0.0.1:1"
+        self.country = country
+        self.created = 10.0
+
+
+def make_hub(extra: str = "") -> Hub:
+    return Hub(parse_config(DEFAULT_BINDING_TOML + extra, "t.toml"), random.Random(3))
+
+
+def test_publish_counts_traffic_topics_and_latency() -> None:
+    hub = make_hub()
+    party = hub.parties["pubsub"]
+    a, b = FakeConn("a", "US"), FakeConn("b")
+    room = hub.join(party, "lobby", a, "US", ["*"]).room
+    hub.join(party, "lobby", b, None, ["chat:*"])
+    assert hub.publish(room, "chat:1", b"12345", now=20.0) == 2
+    assert hub.publish(room, "news", b"123", now=21.0) == 1
+    assert (room.traffic.messages_in, room.traffic.messages_out) == (2, 3)
+    assert (room.traffic.bytes_in, room.traffic.bytes_out) == (8, 13)
+    assert party.traffic == room.traffic
+    assert [(t, u.count) for t, u in room.topics.items()] == [("news", 1), ("chat:1", 1)]
+    hub.flushed(20.5)
+    assert hub.flush_latency.count == 1 and hub.flush_latency.sum == pytest.approx(0.5)
+
+
+def test_views() -> None:
+    hub = make_hub()
+    party = hub.parties["pubsub"]
+    a = FakeConn("a", "US")
+    room = hub.join(party, "lobby", a, "US", ["chat:*", "x"]).room
+    hub.publish(room, "x", b"..", now=11.0)
+    clock = Clock(monotonic=12.0, wall=1000.0)
+    listing = rooms_view(hub)
+    assert listing["totals"] == {
+        "connections": 1,
+        "rooms": 1,
+        "nodes": 1,
+        "messages_in": 1,
+        "messages_out": 1,
+        "bytes_in": 2,
+        "bytes_out": 2,
+    }
+    detail = room_view(room, clock)
+    assert detail["nodes"] == [{"id": "wnam-0", "location": "wnam", "connections": 1}]
+    assert detail["patterns"] == [
+        {"pattern": "chat:*", "connections": 1},
+        {"pattern": "x", "connections": 1},
+    ]
+    assert detail["recent_topics"] == [{"topic": "x", "count": 1, "last_seen": 999.0}]
+    [conn] = connections_view(room, clock)["connections"]
+    assert conn == {
+        "id": "a",
+        "peer": "127.0.0.1:1",
+        "node": "wnam-0",
+        "country": "US",
+        "topics": ["chat:*", "x"],
+        "buffered_bytes": 2,
+        "age": 2.0,
+    }
+    assert find_room(hub, "nope", "lobby") == "no party 'nope' (parties: pub-sub, pubsub)"
+    assert "has no connections" in str(find_room(hub, "pubsub", "empty"))
+
+
+def test_recent_topics_are_bounded_and_most_recent_first() -> None:
+    recent = RecentTopics(limit=3)
+    for i, topic in enumerate(["a", "b", "c", "a", "d"]):
+        recent.seen(topic, float(i))
+    assert [t for t, _ in recent.items()] == ["d", "a", "c"]
+
+
+def test_histogram_is_cumulative() -> None:
+    histogram = LatencyHistogram((0.001, 0.01))
+    for seconds in (0.0005, 0.005, 0.005, 3.0):
+        histogram.observe(seconds)
+    assert histogram.cumulative() == [("0.001", 1), ("0.01", 3), ("+Inf", 4)]
+
+
+def test_reload_applies_limits_and_bindings_and_keeps_addresses() -> None:
+    old = parse_config(
+        "[server]\nmax_message_size = 10\nmax_buffered_bytes = 100\n" + DEFAULT_BINDING_TOML, "t"
+    )
+    new = parse_config(
+        '[server]\nhost = "0.0.0.0"\nmax_message_size = 50\nmax_buffered_bytes = 100\n'
+        '[admin]\nlisten = "127.0.0.1:3000"\n'
+        + DEFAULT_BINDING_TOML.replace(
+            'new_classes = ["PubSubServer"]', 'new_classes = ["PubSubServer", "C"]'
+        )
+        + '[[durable_objects.bindings]]\nname = "Chat"\nclass_name = "C"\n'
+        + '[[pubsub]]\nbinding = "PubSub"\nnodes = 18\nallowed_origins = ["https://a.example"]\n',
+        "t",
+    )
+    plan = plan_reload(old, new)
+    assert plan.config.server.host == "127.0.0.1"
+    assert plan.config.server.max_message_size == 50
+    assert plan.config.admin.listen == "127.0.0.1:2000"
+    assert "server.max_message_size: 10 -> 50" in plan.applied
+    assert any("binding Chat added" in line for line in plan.applied)
+    assert any("new node layout" in line for line in plan.applied)
+    assert any("allowed_origins" in line for line in plan.applied)
+    assert any(line.startswith("listen address 0.0.0.0:1999") for line in plan.kept)
+    assert any(line.startswith("admin.listen 127.0.0.1:3000") for line in plan.kept)
+
+
+def test_reload_keeps_a_removed_binding_and_live_rooms_keep_their_layout() -> None:
+    old = parse_config(DEFAULT_BINDING_TOML, "t")
+    hub = Hub(old, random.Random(1))
+    party = hub.parties["pubsub"]
+    room = hub.join(party, "live", FakeConn("a"), None, ["*"]).room
+    new = parse_config(
+        DEFAULT_BINDING_TOML
+        + '[[pubsub]]\nbinding = "PubSub"\nnodes = 1\nlocations = { weur = 1 }\n',
+        "t",
+    )
+    hub.apply(plan_reload(old, new).config)
+    assert room.layout is old.bindings[0].layout
+    assert hub.join(party, "fresh", FakeConn("b"), None, ["*"]).node.id == "weur-0"
+    removed = plan_reload(new, replace(new, bindings=()))
+    assert [b.name for b in removed.config.bindings] == ["PubSub"]
+    assert removed.kept == ("binding PubSub removed from the config: kept until a restart",)
+
+
+def test_admin_routes_and_auth() -> None:
+    hub = make_hub()
+    state = AdminState(
+        hub=hub, version="1", started=0.0, clock=lambda: Clock(5.0, 100.0), token="t0k"
+    )
+    app = AdminApp(state)
+    assert app.handle("GET", "/health", {})[0] == 200
+    assert app.handle("GET", "/rooms", {})[0] == 401
+    assert app.handle("GET", "/rooms", {b"authorization": b"Bearer t0k"})[0] == 200
+    assert app.handle("POST", "/rooms", {b"authorization": b"Bearer t0k"})[0] == 405
+    auth = {b"authorization": b"Bearer t0k"}
+    assert app.handle("GET", "/rooms/pubsub/none", auth)[0] == 404
+    status, body, content_type, _ = app.handle("GET", "/metrics", auth)
+    assert status == 200 and content_type.startswith("text/plain") and b"partysub_rooms" in body
+    state.draining = True
+    assert app.handle("GET", "/ready", {})[0] == 503
