@@ -480,3 +480,10 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert str(path) not in output, output
+
+
+def test_json_log_format(start_daemon: Any) -> None:
+    daemon = start_daemon(None, "--log-format", "json")
+    entry = json.loads(daemon.wait_for_log(r'"message": "partysub .* listening on'))
+    assert entry["level"] == "info" and entry["logger"] == "partysubd"
+    assert entry["time"].endswith("Z")
