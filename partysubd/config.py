@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ class ServerSettings:
     shutdown_close_code: int = 1001
     drain_seconds: float = 10.0
     log_level: str = "info"
+    # Behind a proxy every peer is the proxy: take the client's address from
+    # this header (the last address in it, the one the proxy added).
+    client_address_header: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,24 @@ class AdminSettings:
             return False
 
 
+SLOW_CONSUMER_POLICIES = ("disconnect", "drop", "latest")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Per-binding limits; a rate of 0 means no limit. Bursts default to one second's worth."""
+
+    publish_rate: float = 0.0  # publishes per second per connection
+    publish_burst: float = 0.0
+    publish_bytes_rate: float = 0.0  # bytes per second per connection
+    publish_bytes_burst: float = 0.0
+    connect_rate: float = 0.0  # new connections per second per client address
+    connect_burst: float = 0.0
+    max_connections_per_room: int = 0  # 0: no cap
+    # Refusals in a row after which a connection that keeps publishing is closed (1008).
+    abuse_strikes: int = 20
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """One party: a wrangler binding with its pub/sub options."""
@@ -125,6 +147,14 @@ class Binding:
     jurisdiction: str | None = None
     allowed_origins: tuple[str, ...] = ("*",)
     layout: NodeLayout = field(default_factory=NodeLayout.build)
+    history_messages: int = 0
+    history_seconds: float = 300.0
+    skip_self: bool = False
+    slow_consumer: str = "disconnect"
+    limits: RateLimits = field(default_factory=lambda: RateLimits())
+    # nodes = "auto": one node per location to start, more as they fill up.
+    autoscale: bool = False
+    max_connections_per_node: int = 100
 
     @property
     def party_names(self) -> tuple[str, ...]:
@@ -262,6 +292,12 @@ def _not_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
+def _slow_consumer(value: Any) -> str | None:
+    if value in SLOW_CONSUMER_POLICIES:
+        return None
+    return f"must be one of {', '.join(SLOW_CONSUMER_POLICIES)}"
+
+
 def _log_level(value: Any) -> str | None:
     levels = ("debug", "info", "warning", "error")
     return None if value in levels else f"must be one of {', '.join(levels)}"
@@ -288,6 +324,7 @@ _KIND_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "str_list": (list,),
     "table": (dict,),
+    "bool": (bool,),
 }
 _KIND_NAMES = {
     "int": "an integer",
@@ -295,6 +332,7 @@ _KIND_NAMES = {
     "str": "a string",
     "str_list": "a list of strings",
     "table": "a table",
+    "bool": "true or false",
 }
 
 _SERVER_KEYS: dict[str, _Key] = {
@@ -313,6 +351,7 @@ _SERVER_KEYS: dict[str, _Key] = {
     "shutdown_close_code": _Key("int", _close_code),
     "drain_seconds": _Key("number", _non_negative),
     "log_level": _Key("str", _log_level),
+    "client_address_header": _Key("str"),
 }
 _ADMIN_KEYS: dict[str, _Key] = {
     "listen": _Key("str", _listen),
@@ -334,11 +373,25 @@ _MIGRATION_KEYS: dict[str, _Key] = {
 }
 _PUBSUB_KEYS: dict[str, _Key] = {
     "binding": _Key("str", _not_empty),
-    "nodes": _Key("int", _positive),
+    "nodes": _Key("nodes"),
+    "max_connections_per_node": _Key("int", _positive),
     "locations": _Key("table"),
     "jurisdiction": _Key("str"),
     "allowed_origins": _Key("str_list"),
+    "history_messages": _Key("int", _non_negative),
+    "history_seconds": _Key("number", _positive),
+    "skip_self": _Key("bool"),
+    "slow_consumer": _Key("str", _slow_consumer),
+    "publish_rate": _Key("number", _non_negative),
+    "publish_burst": _Key("number", _non_negative),
+    "publish_bytes_rate": _Key("number", _non_negative),
+    "publish_bytes_burst": _Key("number", _non_negative),
+    "connect_rate": _Key("number", _non_negative),
+    "connect_burst": _Key("number", _non_negative),
+    "max_connections_per_room": _Key("int", _non_negative),
+    "abuse_strikes": _Key("int", _positive),
 }
+_RATE_KEYS = tuple(f.name for f in dataclass_fields(RateLimits))
 _TOP_KEYS = {"server", "admin", "durable_objects", "migrations", "pubsub", "location_countries"}
 # Top-level wrangler keys that a wrangler.toml carries and the daemon has no use for.
 _WRANGLER_KEYS = {"name", "main", "compatibility_date", "compatibility_flags", "vars", "account_id"}
@@ -381,13 +434,20 @@ class _Checker:
         return good
 
     def typed(self, value: Any, path: KeyPath, spec: _Key) -> bool:
+        if spec.kind == "nodes":
+            ok = value == "auto" or (
+                isinstance(value, int) and not isinstance(value, bool) and value > 0
+            )
+            if not ok:
+                self.error(path, f'must be a number of nodes above 0, or "auto"; not {value!r}')
+            return ok
         if spec.kind == "table_list":
             ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
             if not ok:
                 self.error(path, "must be a list of tables")
             return ok
         types = _KIND_TYPES[spec.kind]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and spec.kind != "bool") or not isinstance(value, types):
             self.error(path, f"must be {_KIND_NAMES[spec.kind]}, not {_toml_type(value)}")
             return False
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
@@ -578,7 +638,9 @@ class _Checker:
         path: KeyPath,
         countries: dict[str, tuple[str, ...]],
     ) -> Binding | None:
-        nodes = opts.get("nodes", DEFAULT_NODES)
+        autoscale = opts.get("nodes") == "auto"
+        # Autoscaling starts from one node per location (the minimum layout).
+        nodes = 1 if autoscale else opts.get("nodes", DEFAULT_NODES)
         locations = self.weights(opts.get("locations"), (*path, "locations"), countries)
         jurisdiction = opts.get("jurisdiction")
         if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
@@ -601,6 +663,13 @@ class _Checker:
             jurisdiction=jurisdiction,
             allowed_origins=tuple(opts.get("allowed_origins", ("*",))),
             layout=layout,
+            history_messages=opts.get("history_messages", 0),
+            history_seconds=opts.get("history_seconds", 300.0),
+            skip_self=opts.get("skip_self", False),
+            slow_consumer=opts.get("slow_consumer", "disconnect"),
+            limits=RateLimits(**{k: opts[k] for k in _RATE_KEYS if k in opts}),
+            autoscale=autoscale,
+            max_connections_per_node=opts.get("max_connections_per_node", 100),
         )
 
     def weights(

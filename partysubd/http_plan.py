@@ -36,10 +36,22 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """What a connection asked for in its URL, beyond its topics."""
+
+    ids: bool = False  # ids=1: every frame carries its cursor
+    since: str | None = None  # since=<cursor>: replay what was missed first
+    msgpack: bool = False  # format=msgpack
+    skip_self: bool = False  # skip_self=1|0 (default: the binding's)
+
+
+@dataclass(frozen=True, slots=True)
 class AcceptWebSocket:
     route: Route[Party]
     accept_token: bytes
     country: str | None
+    options: SocketOptions = SocketOptions()
+    client_address: str | None = None  # from client_address_header
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,9 @@ class ReadBody:
     cors: Headers
     limit: int
     country: str | None
+    idem: str | None = None  # Idempotency-Key
+    skip: str | None = None  # ?_pk=<id>: a connection id not to deliver to
+    client_address: str | None = None  # from client_address_header
 
 
 Plan = Reply | AcceptWebSocket | ReadBody
@@ -98,8 +113,15 @@ def plan_request(
     length = headers.get(b"content-length")
     if length is not None and int(length) > settings.max_message_size:
         return too_large(settings.max_message_size)
+    idem = headers.get(b"idempotency-key")
     return ReadBody(
-        found, cors_headers(binding, origin), settings.max_message_size, _country(headers, settings)
+        found,
+        cors_headers(binding, origin),
+        settings.max_message_size,
+        _country(headers, settings),
+        idem.decode("latin-1") if idem else None,
+        found.query.get("_pk") or None,
+        _client_address(headers, settings),
     )
 
 
@@ -155,7 +177,54 @@ def _websocket(
         valid = False
     if not valid:
         return Reply(400, "Bad request: missing or invalid Sec-WebSocket-Key", close=True)
-    return AcceptWebSocket(found, generate_accept_token(key), _country(headers, settings))
+    options = socket_options(found.query, found.party.binding.skip_self)
+    if isinstance(options, str):
+        return Reply(400, f"Bad request: {options}", close=True)
+    limit = found.party.binding.limits.max_connections_per_room
+    room = found.party.rooms.get(found.room)
+    if limit and room is not None and room.connections >= limit:
+        return Reply(503, f"Room full: at most {limit} connections", [(b"Retry-After", b"5")])
+    return AcceptWebSocket(
+        found,
+        generate_accept_token(key),
+        _country(headers, settings),
+        options,
+        _client_address(headers, settings),
+    )
+
+
+def _flag(query: Mapping[str, str], name: str, default: bool) -> bool | str:
+    value = query.get(name)
+    if value is None:
+        return default
+    if value in ("1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    return f"{name} must be 1 or 0, not {value!r}"
+
+
+def socket_options(query: Mapping[str, str], skip_self_default: bool) -> SocketOptions | str:
+    """The connection's options from its query, or why they are wrong."""
+    ids = _flag(query, "ids", False)
+    skip_self = _flag(query, "skip_self", skip_self_default)
+    for flag in (ids, skip_self):
+        if isinstance(flag, str):
+            return flag
+    fmt = query.get("format", "json")
+    if fmt not in ("json", "msgpack"):
+        return f"format must be json or msgpack, not {fmt!r}"
+    since = query.get("since") or None
+    return SocketOptions(bool(ids), since, fmt == "msgpack", bool(skip_self))
+
+
+def _client_address(headers: dict[bytes, bytes], settings: ServerSettings) -> str | None:
+    if not settings.client_address_header:
+        return None
+    value = headers.get(settings.client_address_header.lower().encode("latin-1"))
+    if not value:
+        return None
+    return value.decode("latin-1").rsplit(",", 1)[-1].strip() or None
 
 
 def _country(headers: dict[bytes, bytes], settings: ServerSettings) -> str | None:

@@ -104,6 +104,14 @@ class HubCollector(Collector):
         for status, n in sorted(events.http_responses.items()):
             responses.add_metric([str(status)], n)
         yield responses
+        limited = CounterMetricFamily(
+            "partysub_rate_limited",
+            "Refusals by a rate limit: publish (WebSocket), http (POST), connect",
+            labels=["kind"],
+        )
+        for kind, n in sorted(events.rate_limited.items()):
+            limited.add_metric([kind], n)
+        yield limited
         draining = GaugeMetricFamily("partysub_draining", "1 while shutting down")
         draining.add_metric([], 1 if self._draining() else 0)
         yield draining

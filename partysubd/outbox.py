@@ -9,6 +9,8 @@ the outbox is sealed and the session closes the connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # Most buffers one sendmsg() takes (Linux's IOV_MAX).
 MAX_BUFFERS = 1024
 
@@ -93,3 +95,134 @@ class Outbox:
             i += 1
         del chunks[:i]
         self.offset = n
+
+    def push_message(self, frame: bytes, topic: str, seq: int) -> bool:
+        """Queue a published message; the policies below use its topic and number."""
+        return self.push(frame)
+
+    def adopt(self, other: Outbox) -> None:
+        """Take over what another outbox holds (a connection changing policy)."""
+        self.chunks, self.offset, self.size = other.chunks, other.offset, other.size
+        self.scheduled, self.sealed, self.overflowed = (
+            other.scheduled,
+            other.sealed,
+            other.overflowed,
+        )
+        self._adopted(len(self.chunks))
+
+    def _adopted(self, count: int) -> None:
+        """Subclasses: ``count`` frames of no message were taken over."""
+
+
+# Room kept for the gap frame itself when dropping: {"__gap":{"from":C,"to":C}}.
+GAP_RESERVE = 128
+NOT_A_MESSAGE = -1
+
+
+class DropOldestOutbox(Outbox):
+    """``slow_consumer = "drop"``: past the cap, drop the oldest frames, say which with a gap.
+
+    The frames dropped are replaced by one gap frame naming the first and last
+    message numbers lost (merged with a gap not yet sent), so a client can
+    refetch exactly that range; the newest messages always get through.
+    """
+
+    __slots__ = ("gap_frame", "seqs")
+
+    def __init__(self, cap: int, gap_frame: Callable[[int, int], bytes]) -> None:
+        super().__init__(cap)
+        self.gap_frame = gap_frame
+        self.seqs: list[int | tuple[int, int]] = []  # per chunk: message number, gap range, or -1
+
+    def _adopted(self, count: int) -> None:
+        self.seqs = [NOT_A_MESSAGE] * count
+
+    def push(self, data: bytes) -> bool:
+        return self._queue(data, NOT_A_MESSAGE)
+
+    def push_message(self, frame: bytes, topic: str, seq: int) -> bool:
+        return self._queue(frame, seq)
+
+    def _queue(self, data: bytes, seq: int) -> bool:
+        if self.sealed:
+            return False
+        if self.size + len(data) + GAP_RESERVE > self.cap:
+            self._drop_oldest(len(data))
+        self.chunks.append(data)
+        self.seqs.append(seq)
+        self.size += len(data)
+        if self.scheduled:
+            return False
+        self.scheduled = True
+        return True
+
+    def _drop_oldest(self, incoming: int) -> None:
+        start = 1 if self.offset else 0
+        end = start
+        lost: list[int] = []
+        freed = 0
+        while end < len(self.chunks) and self.size - freed + incoming + GAP_RESERVE > self.cap:
+            freed += len(self.chunks[end])
+            mark = self.seqs[end]
+            if isinstance(mark, tuple):
+                lost.extend(mark)
+            elif mark != NOT_A_MESSAGE:
+                lost.append(mark)
+            end += 1
+        if end == start:
+            return
+        del self.chunks[start:end]
+        del self.seqs[start:end]
+        self.size -= freed
+        if lost:
+            span = (min(lost), max(lost))
+            gap = self.gap_frame(*span)
+            self.chunks.insert(start, gap)
+            self.seqs.insert(start, span)
+            self.size += len(gap)
+
+    def consumed(self, n: int) -> None:
+        before = len(self.chunks)
+        super().consumed(n)
+        del self.seqs[: before - len(self.chunks)]
+
+    def drop_unsent(self) -> None:
+        super().drop_unsent()
+        del self.seqs[len(self.chunks) :]
+
+
+class LatestOutbox(Outbox):
+    """``slow_consumer = "latest"``: a queued message is replaced by a newer one of its topic.
+
+    For state that is overwritten (prices, cursors, presence): a reader that
+    falls behind gets the latest value of each topic, not every value. The
+    replaced frame's place is emptied in O(1) (a zero-length buffer costs the
+    kernel nothing); if even the latest of each topic pass the cap, the
+    connection is closed as with "disconnect".
+    """
+
+    __slots__ = ("_latest", "_removed")
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self._latest: dict[str, int] = {}  # topic -> absolute position of its queued frame
+        self._removed = 0  # frames consumed from the front since the start
+
+    def push_message(self, frame: bytes, topic: str, seq: int) -> bool:
+        position = self._latest.get(topic)
+        if position is not None and not self.sealed:
+            index = position - self._removed
+            if index > 0 or (index == 0 and not self.offset):
+                self.size -= len(self.chunks[index])
+                self.chunks[index] = b""
+        scheduled = self.push(frame)
+        if not self.overflowed:
+            self._latest[topic] = self._removed + len(self.chunks) - 1
+        return scheduled
+
+    def consumed(self, n: int) -> None:
+        before = len(self.chunks)
+        super().consumed(n)
+        self._removed += before - len(self.chunks)
+        if not self.chunks:
+            self._latest.clear()

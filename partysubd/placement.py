@@ -137,9 +137,13 @@ class NodeLayout:
     def location_of(self, node_id: str) -> str:
         return node_id.rsplit("-", 1)[0]
 
-    def choose(self, country: str | None, rng: random.Random) -> str:
-        """A node id for a client from ``country``: its location if configured, else any."""
+    def location_for(self, country: str | None, rng: random.Random) -> str:
+        """The location for a client from ``country``: its own if configured, else any."""
         location = location_of_country(country, self.custom_countries)
         if location is None or location not in self.nodes_by_location:
             location = rng.choice(self.locations)
-        return rng.choice(self.nodes_by_location[location])
+        return location
+
+    def choose(self, country: str | None, rng: random.Random) -> str:
+        """A node id for a client from ``country``: a random node of its location."""
+        return rng.choice(self.nodes_by_location[self.location_for(country, rng)])

@@ -11,25 +11,31 @@ released.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .config import Binding, Config
+from .history import History, Resume
 from .outbox import Outbox
 from .placement import NodeLayout
+from .protocol import VARIANTS, Publish, Variant, message_frame
+from .ratelimit import AddressLimiter
 from .stats import Events, LatencyHistogram, RecentTopics, Traffic
-from .topics import SubscriptionIndex
+from .topics import SubscriptionIndex, matches
 
 
 class Subscriber(Hashable, Protocol):
-    """A connection as rooms see it: somewhere to put bytes, and what to show of it."""
+    """A connection as rooms see it: where its bytes go, how it wants them, what to show."""
 
     out: Outbox
     id: str
     peer: str
     country: str | None
     created: float
+    variant: Variant
+    skip_self: bool
 
 
 @dataclass(eq=False, slots=True)
@@ -39,6 +45,10 @@ class Node:
     index: SubscriptionIndex[Subscriber] = field(default_factory=SubscriptionIndex[Subscriber])
 
 
+NODE_COUNT_SAMPLES = 120
+LIMITER_SWEEP_SECONDS = 60.0
+
+
 @dataclass(eq=False, slots=True)
 class Room:
     party: Party
@@ -46,9 +56,18 @@ class Room:
     # Fixed when the room is created: a reload may change the binding's
     # layout, but the connections of a live room stay on its nodes.
     layout: NodeLayout
+    history: History
     nodes: dict[str, Node] = field(default_factory=dict)
     traffic: Traffic = field(default_factory=Traffic)
     topics: RecentTopics = field(default_factory=RecentTopics)
+    # Connections per frame variant: which encodings a publish must make.
+    variants: list[int] = field(default_factory=lambda: [0] * len(VARIANTS))
+    # Connections that skip their own messages, by connection id (_pk).
+    skippers: dict[str, set[Subscriber]] = field(default_factory=dict)
+    # (time, live nodes) each time the count changes: autoscaling, seen over time.
+    node_counts: deque[tuple[float, int]] = field(
+        default_factory=lambda: deque(maxlen=NODE_COUNT_SAMPLES)
+    )
 
     @property
     def connections(self) -> int:
@@ -65,6 +84,23 @@ class Party:
     rooms: dict[str, Room] = field(default_factory=dict)
     # Totals over the daemon's life, rooms that are gone included.
     traffic: Traffic = field(default_factory=Traffic)
+    # Per client address: new connections, and HTTP publishes.
+    connect_limiter: AddressLimiter = field(init=False)
+    http_limiter: AddressLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._make_limiters()
+
+    def _make_limiters(self) -> None:
+        limits = self.binding.limits
+        self.connect_limiter = AddressLimiter(limits.connect_rate, limits.connect_burst)
+        self.http_limiter = AddressLimiter(limits.publish_rate, limits.publish_burst)
+
+    def set_binding(self, binding: Binding) -> None:
+        changed = binding.limits != self.binding.limits
+        self.binding = binding
+        if changed:
+            self._make_limiters()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +125,9 @@ class Hub:
         self.flush_latency = LatencyHistogram()
         # When the oldest publish not yet flushed was made (publish-to-flush latency).
         self.unflushed_since: float | None = None
+        # Rooms with no connections kept for their history until it expires.
+        self.idle_rooms: set[Room] = set()
+        self._next_limiter_sweep = 0.0
 
     def apply(self, config: Config) -> None:
         """Run with ``config`` from now on: new bindings become parties, changed ones update."""
@@ -97,15 +136,44 @@ class Hub:
             party = self.parties_by_binding.get(binding.name)
             if party is None:
                 party = self.parties_by_binding[binding.name] = Party(binding)
-            party.binding = binding
+            party.set_binding(binding)
             for name in binding.party_names:
                 self.parties[name] = party
 
+    def _new_room(self, party: Party, name: str) -> Room:
+        binding = party.binding
+        history = History(binding.history_messages, binding.history_seconds)
+        room = party.rooms[name] = Room(party, name, binding.layout, history)
+        return room
+
     def place(self, party: Party, room_name: str, country: str | None) -> str:
-        """The node id a client from ``country`` lands on in this room."""
+        """The node id a client from ``country`` would land on in this room."""
         room = party.rooms.get(room_name)
-        layout = party.binding.layout if room is None else room.layout
-        return layout.choose(country, self.rng)
+        if room is None:
+            return party.binding.layout.choose(country, self.rng)
+        return self._node_id(room, country)
+
+    def _node_id(self, room: Room, country: str | None) -> str:
+        binding = room.party.binding
+        if not binding.autoscale:
+            return room.layout.choose(country, self.rng)
+        # Autoscaling: the least loaded node of the location while one has
+        # room, else a new node there; empty nodes go away as usual.
+        location = room.layout.location_for(country, self.rng)
+        prefix = location + "-"
+        best: Node | None = None
+        taken = set()
+        for node in room.nodes.values():
+            if node.location == location and node.id.startswith(prefix):
+                taken.add(node.id)
+                if best is None or len(node.index) < len(best.index):
+                    best = node
+        if best is not None and len(best.index) < binding.max_connections_per_node:
+            return best.id
+        number = 0
+        while f"{prefix}{number}" in taken:
+            number += 1
+        return f"{prefix}{number}"
 
     def join(
         self,
@@ -114,40 +182,108 @@ class Hub:
         subscriber: Subscriber,
         country: str | None,
         patterns: Iterable[str],
+        now: float = 0.0,
     ) -> Membership:
         room = party.rooms.get(room_name)
         if room is None:
-            room = party.rooms[room_name] = Room(party, room_name, party.binding.layout)
-        node_id = room.layout.choose(country, self.rng)
+            room = self._new_room(party, room_name)
+        self.idle_rooms.discard(room)
+        node_id = self._node_id(room, country)
         node = room.nodes.get(node_id)
         if node is None:
             node = room.nodes[node_id] = Node(node_id, room.layout.location_of(node_id))
+            room.node_counts.append((now, len(room.nodes)))
         node.index.set_patterns(subscriber, patterns)
+        room.variants[subscriber.variant] += 1
+        if subscriber.skip_self:
+            room.skippers.setdefault(subscriber.id, set()).add(subscriber)
         return Membership(room, node)
 
-    def leave(self, subscriber: Subscriber, membership: Membership) -> None:
+    def leave(self, subscriber: Subscriber, membership: Membership, now: float = 0.0) -> None:
         room, node = membership.room, membership.node
+        if subscriber not in node.index:
+            return
         node.index.remove(subscriber)
+        room.variants[subscriber.variant] -= 1
+        skippers = room.skippers.get(subscriber.id)
+        if skippers is not None:
+            skippers.discard(subscriber)
+            if not skippers:
+                del room.skippers[subscriber.id]
         if not len(node.index) and room.nodes.get(node.id) is node:
             del room.nodes[node.id]
-            if not room.nodes and room.party.rooms.get(room.name) is room:
-                del room.party.rooms[room.name]
+            room.node_counts.append((now, len(room.nodes)))
+            if not room.nodes:
+                self._release(room)
 
-    def publish(self, room: Room, topic: str, frame: bytes, now: float) -> int:
-        """Queue ``frame`` for every subscriber of ``topic`` on every node; the count reached.
+    def _release(self, room: Room) -> None:
+        """A room without connections goes, unless its history must outlive them a while."""
+        if len(room.history):
+            self.idle_rooms.add(room)
+        elif room.party.rooms.get(room.name) is room:
+            del room.party.rooms[room.name]
 
-        This is the fan-out hot path: no awaiting, no copying, one append per
-        subscriber.
+    def expire(self, now: float) -> None:
+        """Age out histories of rooms nobody is in; forget the rooms whose history is empty,
+        and client addresses whose rate-limit buckets are full again."""
+        if now >= self._next_limiter_sweep:
+            self._next_limiter_sweep = now + LIMITER_SWEEP_SECONDS
+            for party in self.parties_by_binding.values():
+                party.connect_limiter.forget_idle(now)
+                party.http_limiter.forget_idle(now)
+        for room in list(self.idle_rooms):
+            room.history.expire(now)
+            if not len(room.history):
+                self.idle_rooms.discard(room)
+                self._release(room)
+
+    def resume(self, membership: Membership, subscriber: Subscriber, cursor: str) -> Resume:
+        """What a connection that says ``since=<cursor>`` missed, by its own patterns."""
+        patterns = membership.node.index.patterns(subscriber)
+        return membership.room.history.since(
+            cursor, lambda entry: any(matches(p, entry.message.topic) for p in patterns)
+        )
+
+    def publish(
+        self, room: Room, message: Publish, publisher: str | None, now: float
+    ) -> int | None:
+        """Deliver to every subscriber of the topic on every node; how many were reached.
+
+        None when the message repeats an idempotency key still in the history:
+        it was delivered already. This is the fan-out hot path: each variant
+        in use is encoded once, and each delivery is an append to an outbox,
+        no awaiting, no copying.
         """
+        history = room.history
+        if history.is_repeat(message.idem):
+            return None
+        seq = history.append(message, publisher, now)
+        cursor = history.cursor(seq)
+        counts = room.variants
+        frames = [message_frame(message, cursor, v) if counts[v] else b"" for v in VARIANTS]
+        excluded = room.skippers.get(publisher) if publisher is not None else None
+        topic = message.topic
         dirty = self.dirty
         delivered = 0
-        for node in room.nodes.values():
-            targets = node.index.match(topic)
-            for subscriber in targets:
-                if subscriber.out.push(frame):
-                    dirty.append(subscriber)
-            delivered += len(targets)
-        size = len(frame)
+        in_use = [v for v in VARIANTS if counts[v]]
+        if len(in_use) == 1 and not excluded and room.party.binding.slow_consumer == "disconnect":
+            # The common case, kept tight: one encoding, no one to skip, plain outboxes.
+            frame = frames[in_use[0]]
+            for node in room.nodes.values():
+                targets = node.index.match(topic)
+                for subscriber in targets:
+                    if subscriber.out.push(frame):
+                        dirty.append(subscriber)
+                delivered += len(targets)
+        else:
+            for node in room.nodes.values():
+                for subscriber in node.index.match(topic):
+                    if excluded and subscriber in excluded:
+                        continue
+                    if subscriber.out.push_message(frames[subscriber.variant], topic, seq):
+                        dirty.append(subscriber)
+                    delivered += 1
+        size = max(len(f) for f in frames)
         room.traffic.add(size, delivered)
         room.party.traffic.add(size, delivered)
         room.topics.seen(topic, now)

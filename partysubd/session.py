@@ -11,7 +11,9 @@ the outbox is drained.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
+from dataclasses import replace
 from enum import Enum, auto
 from http import HTTPStatus
 from typing import cast
@@ -24,18 +26,23 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
 from .config import ServerSettings
-from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, text_frame
+from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter
+from .history import History
 from .http_plan import AcceptWebSocket, ReadBody, Reply, plan_request, too_large
-from .outbox import Outbox
+from .outbox import DropOldestOutbox, LatestOutbox, Outbox
 from .protocol import (
     ErrorCode,
     ProtocolError,
     Publish,
-    encode_error,
-    encode_publish,
+    Variant,
+    control_frame,
+    error_frame,
+    message_frame,
     parse_client_message,
     parse_http_publish,
+    parse_msgpack_message,
 )
+from .ratelimit import PublishLimiter
 from .rooms import Hub, Membership
 from .routing import topics_from_query
 
@@ -61,11 +68,13 @@ class Session:
         "_frames",
         "_h11",
         "_head",
+        "_limiter",
         "_partial",
         "_partial_binary",
         "_partial_size",
         "_pending_post",
         "_ws",
+        "client_address",
         "close_deadline",
         "country",
         "created",
@@ -80,6 +89,8 @@ class Session:
         "ping_sent",
         "request_started",
         "settings",
+        "skip_self",
+        "variant",
     )
 
     def __init__(self, hub: Hub, peer: str, now: float) -> None:
@@ -108,6 +119,11 @@ class Session:
         self._partial: list[bytes] = []
         self._partial_binary = False
         self._partial_size = 0
+        # The peer's IP, until a proxy header names the real client.
+        self.client_address = peer.rsplit(":", 1)[0]
+        self.variant = Variant.JSON
+        self.skip_self = False
+        self._limiter: PublishLimiter | None = None
 
     # --- what the I/O layer calls -------------------------------------------
 
@@ -285,25 +301,35 @@ class Session:
         if isinstance(message, str):
             self._respond(Reply(400, f"Invalid request: {message}", post.cors))
             return
+        found = post.route
+        address = post.client_address or self.client_address
+        wait = found.party.http_limiter.take(address, self.last_seen)
+        if wait:
+            self.hub.events.rate_limited["http"] += 1
+            self._respond(_too_many(wait, "publishes from this address", post.cors))
+            return
+        if post.idem is not None:
+            message = replace(message, idem=post.idem)
         # Like the original, a POST lands on one node (placed by country),
         # which passes it to the others; in one process that is this call.
-        found = post.route
         node_id = self.hub.place(found.party, found.room, post.country)
         room = found.party.rooms.get(found.room)
-        delivered = 0
+        delivered: int | None = 0
         if room is not None:
-            frame = text_frame(encode_publish(message))
-            delivered = self.hub.publish(room, message.topic, frame, self.last_seen)
+            delivered = self.hub.publish(room, message, post.skip, self.last_seen)
         log.debug(
-            "POST %s/%s topic %s via node %s from %s: %d deliveries",
+            "POST %s/%s topic %s via node %s from %s: %s deliveries",
             found.party.binding.name,
             found.room,
             message.topic,
             node_id,
             self.peer,
-            delivered,
+            "repeat, no" if delivered is None else delivered,
         )
-        self._respond(Reply(200, "OK", post.cors))
+        headers = list(post.cors)
+        if delivered is None:
+            headers.append((b"Idempotent-Replayed", b"true"))
+        self._respond(Reply(200, "OK", headers))
 
     def _respond(self, reply: Reply) -> None:
         conn = self._h11
@@ -341,6 +367,14 @@ class Session:
     def _upgrade(self, plan: AcceptWebSocket) -> None:
         conn = self._h11
         assert conn is not None
+        party = plan.route.party
+        if plan.client_address:
+            self.client_address = plan.client_address
+        wait = party.connect_limiter.take(self.client_address, self.last_seen)
+        if wait:
+            self.hub.events.rate_limited["connect"] += 1
+            self._respond(_too_many(wait, "new connections from this address"))
+            return
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError:
@@ -364,10 +398,27 @@ class Session:
         self._ws = WSConnection(ConnectionType.SERVER)
         self._frames = FrameSplitter(self.settings.max_message_size)
         found = plan.route
+        options = plan.options
+        binding = party.binding
         self.id = found.query.get("_pk") or str(uuid.uuid4())
         self.country = plan.country
+        self.variant = Variant.of(options.msgpack, options.ids)
+        self.skip_self = options.skip_self
+        limits = binding.limits
+        if limits.publish_rate or limits.publish_bytes_rate:
+            self._limiter = PublishLimiter(
+                limits.publish_rate,
+                limits.publish_burst,
+                limits.publish_bytes_rate,
+                limits.publish_bytes_burst,
+                self.last_seen,
+            )
         patterns = topics_from_query(found.query)
-        self.membership = self.hub.join(found.party, found.room, self, self.country, patterns)
+        membership = self.hub.join(party, found.room, self, self.country, patterns, self.last_seen)
+        self.membership = membership
+        self._use_policy(binding.slow_consumer, membership.room.history)
+        if options.since is not None:
+            self._resume(membership, options.since)
         log.debug(
             "connect %s from %s to %s/%s node %s (country %s) topics %s",
             self.id,
@@ -395,9 +446,9 @@ class Session:
             elif self.close_deadline is not None:
                 continue  # closing: only the client's close frame matters now
             elif kind == OPCODE_TEXT:
-                self._on_text(payload)
+                self._on_message(payload, binary=False)
             elif kind == OPCODE_BINARY:
-                self._refuse_binary()
+                self._on_message(payload, binary=True)
             else:
                 self._too_big()
 
@@ -447,7 +498,7 @@ class Session:
 
     def _send_error(self, error: ProtocolError) -> None:
         self.hub.events.error_frames[error.code.value] += 1
-        self._send(text_frame(encode_error(error)))
+        self._send(error_frame(error, self.variant.msgpack))
 
     def _collect(self, data: str | bytes | bytearray, finished: bool) -> None:
         """Gather a fragmented message, refusing it as soon as it is too big."""
@@ -461,6 +512,8 @@ class Session:
             self._partial.append(encoded)
         else:
             self._partial_size += len(data)
+            if self.variant.msgpack:
+                self._partial.append(bytes(data))
         if self._partial_size > self.settings.max_message_size:
             self._too_big()
             return
@@ -469,18 +522,25 @@ class Session:
         self._collecting = False
         payload = b"".join(self._partial)
         self._partial = []
-        if self._partial_binary:
-            self._refuse_binary()
-        else:
-            self._on_text(payload)
+        self._on_message(payload, binary=self._partial_binary)
 
-    def _on_text(self, payload: bytes) -> None:
-        if self.close_deadline is not None or self.membership is None:
+    def _on_message(self, payload: bytes, *, binary: bool) -> None:
+        """One whole client message: JSON text, or MessagePack on a msgpack connection."""
+        membership = self.membership
+        if self.close_deadline is not None or membership is None:
             return
-        message = parse_client_message(payload)
+        if binary and not self.variant.msgpack:
+            self._refuse_binary()
+            return
+        message = parse_msgpack_message(payload) if binary else parse_client_message(payload)
         if isinstance(message, Publish):
-            frame = text_frame(encode_publish(message))
-            self.hub.publish(self.membership.room, message.topic, frame, self.last_seen)
+            limiter = self._limiter
+            if limiter is not None:
+                wait = limiter.take(len(payload), self.last_seen)
+                if wait:
+                    self._rate_limited(wait, limiter.strikes)
+                    return
+            self.hub.publish(membership.room, message, self.id, self.last_seen)
         elif isinstance(message, ProtocolError):
             if message.code is ErrorCode.BAD_JSON and not _is_utf8(payload):
                 self.close(
@@ -491,7 +551,64 @@ class Session:
                 return
             self._send_error(message)
         else:
-            self.membership.node.index.set_patterns(self, message.patterns)
+            membership.node.index.set_patterns(self, message.patterns)
+
+    def _rate_limited(self, wait: float, strikes: int) -> None:
+        self.hub.events.rate_limited["publish"] += 1
+        assert self.membership is not None
+        limits = self.membership.room.party.binding.limits
+        if strikes >= limits.abuse_strikes:
+            self.close(
+                CloseReason.POLICY_VIOLATION,
+                f"rate limit exceeded {strikes} times in a row",
+                self.last_seen,
+            )
+            return
+        self._send_error(
+            ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"publishing too fast: not published; retry in {wait:.3f}s",
+                retry_after=wait,
+            )
+        )
+
+    def _use_policy(self, policy: str, history: History) -> None:
+        """Swap in the outbox of the binding's slow-consumer policy (HTTP bytes carried over)."""
+        if policy == "disconnect":
+            return
+        msgpack_format = self.variant.msgpack
+        if policy == "drop":
+
+            def gap(first: int, last: int) -> bytes:
+                span = {"from": history.cursor(first), "to": history.cursor(last)}
+                return control_frame("__gap", span, msgpack_format)
+
+            outbox: Outbox = DropOldestOutbox(self.out.cap, gap)
+        else:
+            outbox = LatestOutbox(self.out.cap)
+        outbox.adopt(self.out)
+        self.out = outbox
+
+    def _resume(self, membership: Membership, since: str) -> None:
+        """Replay what the client missed since its cursor, then live messages follow."""
+        resume = self.hub.resume(membership, self, since)
+        history = membership.room.history
+        entries = [e for e in resume.entries if not (self.skip_self and e.publisher == self.id)]
+        body = {"recovered": resume.recovered, "replayed": len(entries)}
+        self._send(control_frame("__resume", body, self.variant.msgpack))
+        for entry in entries:
+            frame = message_frame(entry.message, history.cursor(entry.seq), self.variant)
+            if self.out.push_message(frame, entry.message.topic, entry.seq):
+                self.hub.dirty.append(self)
+
+
+def _too_many(wait: float, what: str, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    seconds = max(1, math.ceil(wait))
+    return Reply(
+        429,
+        f"Too many requests: too many {what}; retry in {seconds}s",
+        [*(headers or []), (b"Retry-After", str(seconds).encode())],
+    )
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -117,4 +117,5 @@ class Events:
     error_frames: Counter[str] = field(default_factory=Counter)  # by __error code
     closes: Counter[int] = field(default_factory=Counter)  # server-sent close codes
     http_responses: Counter[int] = field(default_factory=Counter)  # by status
+    rate_limited: Counter[str] = field(default_factory=Counter)  # publish, connect, http
     slow_consumers: int = 0

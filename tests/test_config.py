@@ -55,13 +55,9 @@ allowed_origins = ["https://app.example"]
 
 
 def test_unknown_key_names_key_and_line() -> None:
-    found = errors("[server]\nhost = '0.0.0.0'\nprot = 80\n" + BASE)
-    assert found == [
-        "test.toml:3: [server.prot] error: unknown key (known keys here: backlog, close_timeout, "
-        "country_header, drain_seconds, handshake_timeout, host, log_level, max_buffered_bytes, "
-        "max_header_bytes, max_message_size, ping_interval, ping_timeout, port, "
-        "shutdown_close_code, shutdown_timeout)"
-    ]
+    [found] = errors("[server]\nhost = '0.0.0.0'\nprot = 80\n" + BASE)
+    assert found.startswith("test.toml:3: [server.prot] error: unknown key (known keys here: ")
+    assert " port, " in found
 
 
 def test_wrong_type() -> None:

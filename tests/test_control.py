@@ -11,6 +11,7 @@ from partysubd.admin import AdminApp, AdminState
 from partysubd.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.inspect import Clock, connections_view, find_room, room_view, rooms_view
 from partysubd.outbox import Outbox
+from partysubd.protocol import Publish, Variant
 from partysubd.reload import plan_reload
 from partysubd.rooms import Hub
 from partysubd.stats import LatencyHistogram, RecentTopics
@@ -23,6 +24,8 @@ class FakeConn:
         self.peer = "127.0.0.1:1"
         self.country = country
         self.created = 10.0
+        self.variant = Variant.JSON
+        self.skip_self = False
 
 
 def make_hub(extra: str = "") -> Hub:
@@ -35,10 +38,11 @@ def test_publish_counts_traffic_topics_and_latency() -> None:
     a, b = FakeConn("a", "US"), FakeConn("b")
     room = hub.join(party, "lobby", a, "US", ["*"]).room
     hub.join(party, "lobby", b, None, ["chat:*"])
-    assert hub.publish(room, "chat:1", b"12345", now=20.0) == 2
-    assert hub.publish(room, "news", b"123", now=21.0) == 1
+    assert hub.publish(room, Publish("chat:1", 1), None, now=20.0) == 2
+    assert hub.publish(room, Publish("news", 22), None, now=21.0) == 1
     assert (room.traffic.messages_in, room.traffic.messages_out) == (2, 3)
-    assert (room.traffic.bytes_in, room.traffic.bytes_out) == (8, 13)
+    # {"topic":"chat:1","data":1} and {"topic":"news","data":22}, each with a 2-byte header
+    assert (room.traffic.bytes_in, room.traffic.bytes_out) == (29 + 28, 2 * 29 + 28)
     assert party.traffic == room.traffic
     assert [(t, u.count) for t, u in room.topics.items()] == [("news", 1), ("chat:1", 1)]
     hub.flushed(20.5)
@@ -50,7 +54,7 @@ def test_views() -> None:
     party = hub.parties["pubsub"]
     a = FakeConn("a", "US")
     room = hub.join(party, "lobby", a, "US", ["chat:*", "x"]).room
-    hub.publish(room, "x", b"..", now=11.0)
+    hub.publish(room, Publish("x", 1), None, now=11.0)
     clock = Clock(monotonic=12.0, wall=1000.0)
     listing = rooms_view(hub)
     assert listing["totals"] == {
@@ -59,8 +63,8 @@ def test_views() -> None:
         "nodes": 1,
         "messages_in": 1,
         "messages_out": 1,
-        "bytes_in": 2,
-        "bytes_out": 2,
+        "bytes_in": 24,
+        "bytes_out": 24,
     }
     detail = room_view(room, clock)
     assert detail["nodes"] == [{"id": "wnam-0", "location": "wnam", "connections": 1}]
@@ -76,7 +80,7 @@ def test_views() -> None:
         "node": "wnam-0",
         "country": "US",
         "topics": ["chat:*", "x"],
-        "buffered_bytes": 2,
+        "buffered_bytes": 24,
         "age": 2.0,
     }
     assert find_room(hub, "nope", "lobby") == "no party 'nope' (parties: pub-sub, pubsub)"

@@ -11,8 +11,9 @@ from partysubd.protocol import (
     ProtocolError,
     Publish,
     Subscribe,
-    encode_error,
-    encode_publish,
+    Variant,
+    error_frame,
+    message_frame,
     parse_client_message,
     parse_http_publish,
 )
@@ -70,6 +71,12 @@ def test_bad_messages_become_errors(text: str, code: ErrorCode) -> None:
     assert result.message
 
 
+def encode_publish(message: Publish) -> bytes:
+    """The JSON payload of the frame plain subscribers get (after the 2-byte header)."""
+    frame = message_frame(message, "e:1", Variant.JSON)
+    return frame[2:] if frame[1] < 126 else frame[4:]
+
+
 def test_publish_frame_is_topic_then_data() -> None:
     assert (
         encode_publish(Publish("t", {"b": 1, "a": [1, "x"]}))
@@ -88,8 +95,10 @@ def test_values_orjson_refuses_still_round_trip() -> None:
 
 
 def test_error_frame() -> None:
-    frame = encode_error(ProtocolError(ErrorCode.BAD_TOPIC, "nope"))
-    assert json.loads(frame) == {"__error": {"code": "bad_topic", "message": "nope"}}
+    frame = error_frame(ProtocolError(ErrorCode.BAD_TOPIC, "nope"))
+    assert json.loads(frame[2:]) == {"__error": {"code": "bad_topic", "message": "nope"}}
+    limited = error_frame(ProtocolError(ErrorCode.RATE_LIMITED, "slow down", retry_after=0.25))
+    assert json.loads(limited[2:])["__error"]["retry_after"] == 0.25
 
 
 @pytest.mark.parametrize("data", ["", 0, False, None, [], {}])
