@@ -205,12 +205,18 @@ def parse_http_publish(body: bytes) -> Publish | str:
 
 def message_frame(message: Publish, cursor: str | None, variant: Variant) -> bytes:
     """A WebSocket frame for subscribers: ``{"topic":T,"data":D}``, then ``"id"`` if asked."""
+    return encode_message(message, cursor, int(variant))
+
+
+def encode_message(message: Publish, cursor: str | None, variant: int) -> bytes:
+    """``message_frame`` for the publish path, where the variant is a plain int:
+    bit 0 asks for the cursor, bit 1 for MessagePack."""
     payload: dict[str, Any] = {"topic": message.topic}
     if message.has_data:
         payload["data"] = message.data
-    if variant.ids and cursor is not None:
+    if variant & 1 and cursor is not None:
         payload["id"] = cursor
-    if variant.msgpack:
+    if variant & 2:
         return binary_frame(msgpack.packb(payload))
     return text_frame(dumps(payload))
 

@@ -20,7 +20,7 @@ from .config import Binding, Config
 from .history import History, Resume
 from .outbox import Outbox
 from .placement import NodeLayout
-from .protocol import VARIANTS, Publish, Variant, message_frame
+from .protocol import VARIANTS, Publish, Variant, encode_message
 from .ratelimit import AddressLimiter
 from .stats import Events, LatencyHistogram, RecentTopics, Traffic
 from .topics import SubscriptionIndex, matches
@@ -255,20 +255,30 @@ class Hub:
         no awaiting, no copying.
         """
         history = room.history
-        if history.is_repeat(message.idem):
+        if message.idem is not None and history.is_repeat(message.idem):
             return None
         seq = history.append(message, publisher, now)
-        cursor = history.cursor(seq)
+        # Encode each variant in use once (plain ints: enum arithmetic costs
+        # more than the encoding on this path).
         counts = room.variants
-        frames = [message_frame(message, cursor, v) if counts[v] else b"" for v in VARIANTS]
-        excluded = room.skippers.get(publisher) if publisher is not None else None
+        frames = [b"", b"", b"", b""]
+        cursor = None
+        used = 0
+        size = 0
+        for variant in range(4):
+            if counts[variant]:
+                if variant & 1 and cursor is None:
+                    cursor = history.cursor(seq)
+                frames[variant] = frame = encode_message(message, cursor, variant)
+                size = max(size, len(frame))
+                used += 1
+        excluded = room.skippers.get(publisher) if publisher is not None and room.skippers else None
         topic = message.topic
         dirty = self.dirty
         delivered = 0
-        in_use = [v for v in VARIANTS if counts[v]]
-        if len(in_use) == 1 and not excluded and room.party.binding.slow_consumer == "disconnect":
+        if used == 1 and not excluded and room.party.binding.slow_consumer == "disconnect":
             # The common case, kept tight: one encoding, no one to skip, plain outboxes.
-            frame = frames[in_use[0]]
+            frame = frames[0] or frames[1] or frames[2] or frames[3]
             for node in room.nodes.values():
                 targets = node.index.match(topic)
                 for subscriber in targets:
@@ -283,7 +293,6 @@ class Hub:
                     if subscriber.out.push_message(frames[subscriber.variant], topic, seq):
                         dirty.append(subscriber)
                     delivered += 1
-        size = max(len(f) for f in frames)
         room.traffic.add(size, delivered)
         room.party.traffic.add(size, delivered)
         room.topics.seen(topic, now)
