@@ -20,6 +20,8 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from . import inspect, metrics
 from .rooms import Hub
 
+# Close code for connections an operator closes (private-use range, RFC 6455 7.4.2).
+CLOSED_BY_OPERATOR = 4000
 # Load balancers and supervisors probe these without credentials.
 OPEN_PATHS = frozenset({"/health", "/ready"})
 
@@ -35,6 +37,9 @@ class AdminState:
     listeners: dict[str, str] = field(default_factory=dict)
     draining: bool = False
     token: str | None = None
+    # Called after the control plane queued something on a connection (a close):
+    # wakes the engine's flusher.
+    wake: Callable[[], None] = lambda: None
 
 
 class AdminApp:
@@ -51,7 +56,7 @@ class AdminApp:
         if scope["type"] != "http":
             return
         status, body, content_type, extra = self.handle(
-            scope["method"], scope["path"], dict(scope["headers"])
+            scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"]
         )
         headers = [
             (b"content-type", content_type.encode()),
@@ -63,11 +68,11 @@ class AdminApp:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def handle(
-        self, method: str, path: str, headers: dict[bytes, bytes]
+        self, method: str, path: str, headers: dict[bytes, bytes], query: bytes = b""
     ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
         """Status, body, content type and extra headers for one request."""
-        if method not in ("GET", "HEAD"):
-            return _json(405, {"error": "only GET"}, [(b"allow", b"GET, HEAD")])
+        if method not in ("GET", "HEAD", "DELETE"):
+            return _json(405, {"error": "only GET or DELETE"}, [(b"allow", b"GET, HEAD, DELETE")])
         if path not in OPEN_PATHS and not self._authorized(headers):
             return _json(
                 401,
@@ -76,6 +81,8 @@ class AdminApp:
             )
         state = self.state
         hub = state.hub
+        if method == "DELETE":
+            return self._disconnect(path, query)
         if path == "/health":
             return _json(200, {"status": "ok"})
         if path == "/ready":
@@ -122,6 +129,30 @@ class AdminApp:
                 ],
             },
         )
+
+    def _disconnect(
+        self, path: str, query: bytes
+    ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
+        """DELETE /rooms/<party>/<room>/connections/<id>: close (or ?abort=1 drop) them."""
+        parts = path.split("/")
+        if len(parts) != 6 or parts[1] != "rooms" or parts[4] != "connections":
+            return _json(405, {"error": "DELETE only on /rooms/<party>/<room>/connections/<id>"})
+        room = inspect.find_room(self.state.hub, unquote(parts[2]), unquote(parts[3]))
+        if isinstance(room, str):
+            return _json(404, {"error": room})
+        conn_id = unquote(parts[5])
+        targets = [s for s in room.subscribers() if s.id == conn_id]
+        if not targets:
+            return _json(404, {"error": f"no connection {conn_id!r} in room {room.name!r}"})
+        abort = b"abort=1" in query.split(b"&")
+        now = self.state.clock().monotonic
+        for conn in targets:
+            if abort:
+                conn.abort()
+            else:
+                conn.close(CLOSED_BY_OPERATOR, "closed by an operator", now)
+        self.state.wake()
+        return _json(200, {"closed": len(targets), "aborted": abort})
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         token = self.state.token

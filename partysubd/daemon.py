@@ -81,6 +81,7 @@ class Daemon:
         set_level(settings.log_level)
         listener = open_listener(settings.host, settings.port, settings.backlog)
         engine = self.engine = Engine(self.hub, listener)
+        self.state.wake = engine.wake
         self.state.started = trio.current_time()
         for issue in self.config.warnings:
             log.warning("%s", issue)

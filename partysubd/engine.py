@@ -155,11 +155,11 @@ class Engine:
                     continue
                 if not data:
                     conn.eof_received()
-                    self._wake()
+                    self.wake()
                     return
                 conn.data_received(data, trio.current_time())
                 if hub.dirty:
-                    self._wake()
+                    self.wake()
         except (OSError, trio.ClosedResourceError):
             self._close(conn)
         except BaseException:
@@ -168,7 +168,8 @@ class Engine:
 
     # --- writing -----------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Have the flusher run on the next tick."""
         self._flush_wanted.set()
 
     async def _flush_loop(self) -> None:
@@ -240,6 +241,7 @@ class Engine:
         while True:
             await trio.sleep(self.sweep_interval)
             now = trio.current_time()
+            self.hub.expire(now)
             close_timeout = self.hub.config.server.close_timeout
             for conn in list(self.conns):
                 conn.tick(now)

@@ -142,6 +142,14 @@ def room_view(room: Room, clock: Clock) -> dict[str, Any]:
             {"topic": topic, "count": use.count, "last_seen": clock.to_wall(use.last_seen)}
             for topic, use in room.topics.items()
         ],
+        "node_counts": [
+            {"time": clock.to_wall(when), "nodes": count} for when, count in room.node_counts
+        ],
+        "history": {
+            "epoch": room.history.epoch,
+            "last_seq": room.history.last_seq,
+            "kept": len(room.history),
+        },
     }
 
 

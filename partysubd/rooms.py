@@ -37,6 +37,10 @@ class Subscriber(Hashable, Protocol):
     variant: Variant
     skip_self: bool
 
+    def close(self, code: int, reason: str, now: float) -> None: ...
+
+    def abort(self) -> None: ...
+
 
 @dataclass(eq=False, slots=True)
 class Node:
@@ -62,8 +66,10 @@ class Room:
     topics: RecentTopics = field(default_factory=RecentTopics)
     # Connections per frame variant: which encodings a publish must make.
     variants: list[int] = field(default_factory=lambda: [0] * len(VARIANTS))
-    # Connections that skip their own messages, by connection id (_pk).
-    skippers: dict[str, set[Subscriber]] = field(default_factory=dict)
+    # Connections by id (_pk): one client may hold several (tabs), and
+    # skip-self means all of them.
+    by_id: dict[str, set[Subscriber]] = field(default_factory=dict)
+    skip_self_count: int = 0
     # (time, live nodes) each time the count changes: autoscaling, seen over time.
     node_counts: deque[tuple[float, int]] = field(
         default_factory=lambda: deque(maxlen=NODE_COUNT_SAMPLES)
@@ -195,8 +201,8 @@ class Hub:
             room.node_counts.append((now, len(room.nodes)))
         node.index.set_patterns(subscriber, patterns)
         room.variants[subscriber.variant] += 1
-        if subscriber.skip_self:
-            room.skippers.setdefault(subscriber.id, set()).add(subscriber)
+        room.by_id.setdefault(subscriber.id, set()).add(subscriber)
+        room.skip_self_count += subscriber.skip_self
         return Membership(room, node)
 
     def leave(self, subscriber: Subscriber, membership: Membership, now: float = 0.0) -> None:
@@ -205,11 +211,12 @@ class Hub:
             return
         node.index.remove(subscriber)
         room.variants[subscriber.variant] -= 1
-        skippers = room.skippers.get(subscriber.id)
-        if skippers is not None:
-            skippers.discard(subscriber)
-            if not skippers:
-                del room.skippers[subscriber.id]
+        room.skip_self_count -= subscriber.skip_self
+        same = room.by_id.get(subscriber.id)
+        if same is not None:
+            same.discard(subscriber)
+            if not same:
+                del room.by_id[subscriber.id]
         if not len(node.index) and room.nodes.get(node.id) is node:
             del room.nodes[node.id]
             room.node_counts.append((now, len(room.nodes)))
@@ -245,14 +252,22 @@ class Hub:
         )
 
     def publish(
-        self, room: Room, message: Publish, publisher: str | None, now: float
+        self,
+        room: Room,
+        message: Publish,
+        publisher: str | None,
+        now: float,
+        *,
+        skip_publisher: bool = False,
     ) -> int | None:
         """Deliver to every subscriber of the topic on every node; how many were reached.
 
-        None when the message repeats an idempotency key still in the history:
-        it was delivered already. This is the fan-out hot path: each variant
-        in use is encoded once, and each delivery is an append to an outbox,
-        no awaiting, no copying.
+        ``publisher`` is the publishing connection's id: its connections that
+        asked for skip-self are left out (``skip_publisher``: all of them, as
+        an HTTP publish naming ``?_pk=`` asks). None when the message repeats
+        an idempotency key still in the history: it was delivered already.
+        This is the fan-out hot path: each variant in use is encoded once, and
+        each delivery is an append to an outbox, no awaiting, no copying.
         """
         history = room.history
         if message.idem is not None and history.is_repeat(message.idem):
@@ -272,7 +287,11 @@ class Hub:
                 frames[variant] = frame = encode_message(message, cursor, variant)
                 size = max(size, len(frame))
                 used += 1
-        excluded = room.skippers.get(publisher) if publisher is not None and room.skippers else None
+        excluded: set[Subscriber] | None = None
+        if publisher is not None and (skip_publisher or room.skip_self_count):
+            same = room.by_id.get(publisher)
+            if same:
+                excluded = same if skip_publisher else {s for s in same if s.skip_self}
         topic = message.topic
         dirty = self.dirty
         delivered = 0

@@ -143,7 +143,7 @@ class Session:
         """The transport is gone; leave the room so no more frames are queued for it."""
         if self.membership is not None:
             log.debug("disconnect %s from %s", self.id, self.room_label())
-            self.hub.leave(self, self.membership)
+            self.hub.leave(self, self.membership, self.last_seen)
             self.membership = None
         self.finished = True
         self.out.sealed = True
@@ -191,6 +191,13 @@ class Session:
         self._send_last(ws.send(CloseConnection(code, reason)))
         self.hub.events.closes[code] += 1
         self.close_deadline = now + self.settings.close_timeout
+
+    def abort(self) -> None:
+        """Drop the connection now: nothing more is sent, not even a close frame."""
+        self.out.chunks = []
+        self.out.offset = 0
+        self.out.size = 0
+        self._finish()
 
     def overflowed(self, now: float) -> None:
         """The outbox passed its cap: drop what was not begun, and close."""
@@ -316,7 +323,9 @@ class Session:
         room = found.party.rooms.get(found.room)
         delivered: int | None = 0
         if room is not None:
-            delivered = self.hub.publish(room, message, post.skip, self.last_seen)
+            delivered = self.hub.publish(
+                room, message, post.skip, self.last_seen, skip_publisher=True
+            )
         log.debug(
             "POST %s/%s topic %s via node %s from %s: %s deliveries",
             found.party.binding.name,

@@ -180,9 +180,9 @@ class Clients:
         if wait:
             self.expect(lambda e: e["event"] == "open" and e["id"] == id)
 
-    def send(self, id: str, data: Any, binary: bool = False) -> None:
+    def send(self, id: str, data: Any, binary: bool = False, **extra: Any) -> None:
         text = data if isinstance(data, str) else json.dumps(data)
-        self.command("send", id=id, data=text, binary=binary)
+        self.command("send", id=id, data=text, binary=binary, **extra)
 
     def close(self, id: str) -> None:
         self.command("close", id=id)

@@ -5,10 +5,12 @@
 // the `ws` WebSocket implementation, so what passes here is what a browser
 // app built on partysocket sees.
 import readline from "node:readline";
+import { decode, encode } from "@msgpack/msgpack";
 import { PartySocket } from "partysocket";
 import WS from "ws";
 
 const sockets = new Map();
+const formats = new Map(); // id -> "msgpack" for binary clients
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + "\n");
@@ -25,21 +27,45 @@ function socketClass(headers) {
 }
 
 const commands = {
-  connect({ id, host, party, room, query, headers, retries }) {
-    // The test's name for the client is also its partysocket id (`_pk`).
+  connect({ id, pk, host, party, room, query, headers, retries, resume, format }) {
+    // The test's name for the client is its partysocket id (`_pk`) unless `pk` is given.
     const options = {
-      id,
+      id: pk ?? id,
       host,
       party,
       room,
       WebSocket: socketClass(headers),
-      maxRetries: retries ?? 0
+      maxRetries: retries ?? 0,
+      minReconnectionDelay: 50,
+      maxReconnectionDelay: 200,
+      connectionTimeout: 2000
     };
-    if (query != null) options.query = query;
+    let lastId = null;
+    if (resume) {
+      // The documented recipe: partysocket calls a `query` function on every
+      // (re)connect, so the URL always carries the last cursor seen.
+      options.query = () => ({ ...(query ?? {}), ids: "1", ...(lastId ? { since: lastId } : {}) });
+    } else if (query != null) {
+      options.query = query;
+    }
+    if (format === "msgpack") formats.set(id, "msgpack");
     const socket = new PartySocket(options);
+    socket.binaryType = "arraybuffer";
     sockets.set(id, socket);
     socket.addEventListener("open", () => emit({ event: "open", id, pk: socket.id }));
-    socket.addEventListener("message", (e) => emit({ event: "message", id, data: e.data }));
+    socket.addEventListener("message", (e) => {
+      let data = e.data;
+      if (typeof data !== "string") {
+        data = JSON.stringify(decode(new Uint8Array(data)), (key, value) =>
+          value instanceof Uint8Array ? { __bytes: Buffer.from(value).toString("base64") } : value
+        );
+      }
+      if (resume) {
+        const parsed = JSON.parse(data);
+        if (parsed.id) lastId = parsed.id;
+      }
+      emit({ event: "message", id, data });
+    });
     socket.addEventListener("close", (e) =>
       emit({ event: "close", id, code: e.code, reason: e.reason })
     );
@@ -47,8 +73,20 @@ const commands = {
       emit({ event: "error", id, message: String(e.message || e.error || "error") })
     );
   },
-  send({ id, data, binary }) {
+  send({ id, data, binary, bytes }) {
+    if (formats.get(id) === "msgpack" && !binary) {
+      // MessagePack clients send maps; `bytes` names a field to send as binary.
+      const value = JSON.parse(data);
+      if (bytes) value.data = Buffer.from(value.data, "base64");
+      sockets.get(id).send(encode(value));
+      return;
+    }
     sockets.get(id).send(binary ? new TextEncoder().encode(data) : data);
+  },
+  sendMany({ id, topic, from, count }) {
+    for (let i = from; i < from + count; i++) {
+      sockets.get(id).send(JSON.stringify({ topic, data: i }));
+    }
   },
   close({ id, code, reason }) {
     sockets.get(id).close(code, reason);
