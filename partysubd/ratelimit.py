@@ -25,7 +25,9 @@ class TokenBucket:
         """Spend ``amount`` if there is enough: 0.0; else the seconds until there would be."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if amount <= self.tokens:
+        # More than a whole burst (one big message) goes when the bucket is
+        # full and leaves a debt, so the average rate still holds.
+        if amount <= self.tokens or self.tokens >= self.burst:
             self.tokens -= amount
             return 0.0
         return (min(amount, self.burst) - self.tokens) / self.rate
