@@ -49,7 +49,8 @@ function payload(seq) {
 }
 
 async function fanout(paced) {
-  const subscribers = await openMany(S, "topics=bench");
+  // SUBSCRIBER_QUERY adds options such as ids=1 (cursors in every frame).
+  const subscribers = await openMany(S, "topics=bench" + (process.env.SUBSCRIBER_QUERY ?? ""));
   const publisher = await open("topics=");
   const seconds = Number(secondsArg);
   const latencies = [];

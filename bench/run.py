@@ -4,6 +4,7 @@
     python bench/run.py burst 100       # delivered/s at S=100
     python bench/run.py paced 10000     # p99 latency at a paced 10,000 deliveries/s
     python bench/run.py idle 10000      # RSS per idle connection, one publish to all
+    python bench/run.py guarantees 100  # burst with a 1000-message history and ids=1
 
 Prints figures, never pass/fail: this is not a test. Needs `npm ci --prefix bench`.
 """
@@ -106,12 +107,20 @@ def generator(*args: str) -> list[str]:
     return ["taskset", "-c", "1", "node", str(BENCH / "fanout.mjs"), *args]
 
 
-def burst(subscribers: int, window: int = WINDOW) -> dict[str, object]:
-    proc, port = start_daemon()
+# Issue 4's guarantees switched on: a 1000-message history and cursors in every frame.
+GUARANTEES = CONFIG + '\n[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 1000\n'
+
+
+def burst(subscribers: int, window: int = WINDOW, guarantees: bool = False) -> dict[str, object]:
+    proc, port = start_daemon(GUARANTEES if guarantees else CONFIG)
+    if guarantees:
+        os.environ["SUBSCRIBER_QUERY"] = "&ids=1"
     try:
         url = f"ws://127.0.0.1:{port}/parties/pubsub/bench"
-        return run_generator(proc, "burst", url, str(subscribers), str(SECONDS), str(window))
+        result = run_generator(proc, "burst", url, str(subscribers), str(SECONDS), str(window))
+        return {**result, "guarantees": guarantees}
     finally:
+        os.environ.pop("SUBSCRIBER_QUERY", None)
         proc.terminate()
         proc.wait()
 
@@ -176,10 +185,14 @@ def main(argv: list[str]) -> None:
         for s in (10, 100, 1000):
             median_of(runs, lambda s=s: burst(s), "delivered_per_s")
         median_of(runs, lambda: burst(1000, window=20_000), "delivered_per_s")
+        median_of(runs, lambda: burst(100, guarantees=True), "delivered_per_s")
         median_of(runs, lambda: paced(10_000), "p99_ms")
         print(json.dumps(idle(10_000)), flush=True)
         return
     kind, number = argv[0], int(argv[1])
+    if kind == "guarantees":  # burst with history and ids=1
+        median_of(runs, lambda: burst(number, guarantees=True), "delivered_per_s")
+        return
     runner = {"burst": burst, "paced": paced, "idle": idle}[kind]
     key = {"burst": "delivered_per_s", "paced": "p99_ms", "idle": "kb_per_connection"}[kind]
     median_of(runs, lambda: runner(number), key)
