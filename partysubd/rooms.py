@@ -295,13 +295,22 @@ class Hub:
         topic = message.topic
         dirty = self.dirty
         delivered = 0
-        if used == 1 and not excluded and room.party.binding.slow_consumer == "disconnect":
+        plain = not excluded and room.party.binding.slow_consumer == "disconnect"
+        if plain and used == 1:
             # The common case, kept tight: one encoding, no one to skip, plain outboxes.
             frame = frames[0] or frames[1] or frames[2] or frames[3]
             for node in room.nodes.values():
                 targets = node.index.match(topic)
                 for subscriber in targets:
                     if subscriber.out.push(frame):
+                        dirty.append(subscriber)
+                delivered += len(targets)
+        elif plain:
+            # Several encodings (say cursors for some, MessagePack for others).
+            for node in room.nodes.values():
+                targets = node.index.match(topic)
+                for subscriber in targets:
+                    if subscriber.out.push(frames[subscriber.variant]):
                         dirty.append(subscriber)
                 delivered += len(targets)
         else:
