@@ -1,7 +1,9 @@
 """What a config reload (SIGHUP) can change live, and what it cannot.
 
-Limits, timeouts, allowed origins, the log level and new bindings take
-effect at once, for existing connections too. The listen addresses cannot
+Limits, timeouts, allowed origins, history sizes, per-address rate limits,
+the log level and new bindings take effect at once, for existing connections
+and rooms too; a connection keeps the slow-consumer policy, skip-self and
+per-connection publish limits it opened with. The listen addresses cannot
 move under a running daemon, and a binding cannot be removed while its rooms
 may hold connections; those are reported and kept as they were. A changed
 node layout applies to rooms created after the reload; a live room keeps the
@@ -57,10 +59,16 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
                 f"binding {binding.name}: new node layout for rooms created from now on "
                 f"({len(binding.layout.node_ids)} nodes); live rooms keep theirs"
             )
-        if before.allowed_origins != binding.allowed_origins:
+        for name in ("allowed_origins", "history_messages", "history_seconds", "skip_self"):
+            if getattr(before, name) != getattr(binding, name):
+                applied.append(f"binding {binding.name}: {name} {getattr(binding, name)!r}")
+        if before.slow_consumer != binding.slow_consumer:
             applied.append(
-                f"binding {binding.name}: allowed_origins {list(binding.allowed_origins)}"
+                f"binding {binding.name}: slow_consumer {binding.slow_consumer!r} "
+                "for connections opened from now on"
             )
+        if before.limits != binding.limits:
+            applied.append(f"binding {binding.name}: rate limits {binding.limits}")
     new_names = {b.name for b in new.bindings}
     for name, binding in old_bindings.items():
         if name not in new_names:

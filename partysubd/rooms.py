@@ -143,6 +143,9 @@ class Hub:
             if party is None:
                 party = self.parties_by_binding[binding.name] = Party(binding)
             party.set_binding(binding)
+            for room in party.rooms.values():
+                room.history.max_messages = binding.history_messages
+                room.history.max_age = binding.history_seconds
             for name in binding.party_names:
                 self.parties[name] = party
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -47,8 +48,11 @@ def admin_get(daemon: Daemon, path: str, token: str | None = None) -> tuple[int,
             body = response.read().decode()
             status = response.status
     except urllib.error.HTTPError as error:
-        body = error.read().decode()
         status = error.code
+        try:
+            body = error.read().decode()
+        except http.client.IncompleteRead:
+            body = ""  # the status is what counts; a stopping server may cut the body
     return status, (json.loads(body) if body.startswith(("{", "[")) else body)
 
 
