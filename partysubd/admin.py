@@ -141,7 +141,7 @@ class AdminApp:
         if isinstance(room, str):
             return _json(404, {"error": room})
         conn_id = unquote(parts[5])
-        targets = [s for s in room.subscribers() if s.id == conn_id]
+        targets = list(room.by_id.get(conn_id, ()))
         if not targets:
             return _json(404, {"error": f"no connection {conn_id!r} in room {room.name!r}"})
         abort = b"abort=1" in query.split(b"&")

@@ -7,7 +7,9 @@ per message.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -30,44 +32,22 @@ class HubCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hub = self._hub()
-        parties = list(hub.parties_by_binding.values())
-
         gauges = {
-            "connections": GaugeMetricFamily(
-                "partysub_connections", "Open WebSocket connections", labels=["party"]
-            ),
-            "rooms": GaugeMetricFamily(
-                "partysub_rooms", "Rooms with connections", labels=["party"]
-            ),
-            "nodes": GaugeMetricFamily(
-                "partysub_nodes", "Live nodes over all rooms", labels=["party"]
-            ),
+            name: GaugeMetricFamily(f"partysub_{name}", doc, labels=["party"])
+            for name, doc in GAUGES.items()
         }
         counters = {
-            "messages_in": CounterMetricFamily(
-                "partysub_messages_in", "Messages published", labels=["party"]
-            ),
-            "messages_out": CounterMetricFamily(
-                "partysub_messages_out", "Messages delivered to connections", labels=["party"]
-            ),
-            "bytes_in": CounterMetricFamily(
-                "partysub_bytes_in", "Bytes of published frames", labels=["party"]
-            ),
-            "bytes_out": CounterMetricFamily(
-                "partysub_bytes_out", "Bytes of frames delivered", labels=["party"]
-            ),
+            name: CounterMetricFamily(f"partysub_{name}", doc, labels=["party"])
+            for name, doc in TRAFFIC.items()
         }
-        for party in parties:
+        for party in hub.parties_by_binding.values():
             label = [party.binding.party_names[0]]
             rooms = party.rooms.values()
             gauges["connections"].add_metric(label, sum(r.connections for r in rooms))
             gauges["rooms"].add_metric(label, len(party.rooms))
             gauges["nodes"].add_metric(label, sum(len(r.nodes) for r in rooms))
-            t = party.traffic
-            counters["messages_in"].add_metric(label, t.messages_in)
-            counters["messages_out"].add_metric(label, t.messages_out)
-            counters["bytes_in"].add_metric(label, t.bytes_in)
-            counters["bytes_out"].add_metric(label, t.bytes_out)
+            for name, family in counters.items():
+                family.add_metric(label, getattr(party.traffic, name))
         yield from gauges.values()
         yield from counters.values()
 
@@ -84,37 +64,40 @@ class HubCollector(Collector):
         )
         slow.add_metric([], events.slow_consumers)
         yield slow
-        errors = CounterMetricFamily(
-            "partysub_error_frames", "__error frames sent, by code", labels=["code"]
+        yield _by_label("error_frames", "__error frames sent, by code", "code", events.error_frames)
+        yield _by_label("closes", "Close frames the daemon sent, by code", "code", events.closes)
+        yield _by_label(
+            "http_responses", "Responses on the public port", "status", events.http_responses
         )
-        for code, n in sorted(events.error_frames.items()):
-            errors.add_metric([code], n)
-        yield errors
-        closes = CounterMetricFamily(
-            "partysub_closes", "Close frames the daemon sent, by close code", labels=["code"]
-        )
-        for close_code, n in sorted(events.closes.items()):
-            closes.add_metric([str(close_code)], n)
-        yield closes
-        responses = CounterMetricFamily(
-            "partysub_http_responses",
-            "HTTP responses on the public port, by status",
-            labels=["status"],
-        )
-        for status, n in sorted(events.http_responses.items()):
-            responses.add_metric([str(status)], n)
-        yield responses
-        limited = CounterMetricFamily(
-            "partysub_rate_limited",
+        yield _by_label(
+            "rate_limited",
             "Refusals by a rate limit: publish (WebSocket), http (POST), connect",
-            labels=["kind"],
+            "kind",
+            events.rate_limited,
         )
-        for kind, n in sorted(events.rate_limited.items()):
-            limited.add_metric([kind], n)
-        yield limited
         draining = GaugeMetricFamily("partysub_draining", "1 while shutting down")
         draining.add_metric([], 1 if self._draining() else 0)
         yield draining
+
+
+GAUGES = {
+    "connections": "Open WebSocket connections",
+    "rooms": "Rooms with connections",
+    "nodes": "Live nodes over all rooms",
+}
+TRAFFIC = {
+    "messages_in": "Messages published",
+    "messages_out": "Messages delivered to connections",
+    "bytes_in": "Bytes of published frames",
+    "bytes_out": "Bytes of frames delivered",
+}
+
+
+def _by_label(name: str, doc: str, label: str, counts: Counter[Any]) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"partysub_{name}", doc, labels=[label])
+    for key, n in sorted(counts.items()):
+        family.add_metric([str(key)], n)
+    return family
 
 
 def registry_for(hub: Callable[[], Hub], draining: Callable[[], bool]) -> CollectorRegistry:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,10 +78,6 @@ class Room:
     @property
     def connections(self) -> int:
         return sum(len(node.index) for node in self.nodes.values())
-
-    def subscribers(self) -> Iterator[Subscriber]:
-        for node in self.nodes.values():
-            yield from node.index.subscribers()
 
 
 @dataclass(eq=False, slots=True)
