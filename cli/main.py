@@ -392,3 +392,19 @@ def effective(config: Config) -> dict[str, Any]:
     if config.location_countries:
         document["location_countries"] = {k: list(v) for k, v in config.location_countries.items()}
     return document
+
+
+def run() -> None:
+    """The console script: usage mistakes as one line, not click's boxed report."""
+    try:
+        result = app(standalone_mode=False, prog_name="partysub")
+    except typer.Abort:
+        raise SystemExit(130) from None
+    except typer.TyperException as exc:  # click's UsageError, BadParameter, ...
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        typer.echo(f"partysub: {message}{hint}", err=True)
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    raise SystemExit(result if isinstance(result, int) else 0)

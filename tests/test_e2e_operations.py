@@ -291,7 +291,11 @@ def test_version_and_help() -> None:
         done = cli(command, "--help")
         assert done.returncode == 0 and "Example" in done.stdout, command
     bad = cli("publish", "only-room")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.returncode == 2
+    assert bad.stderr == "partysub: Missing argument 'topic'. (see 'partysub publish --help')\n"
+    flag = cli("rooms", "--bogus")
+    assert flag.returncode == 2
+    assert flag.stderr == "partysub: No such option: --bogus (see 'partysub rooms --help')\n"
 
 
 # --- reload, systemd, drain ------------------------------------------------------------
