@@ -143,6 +143,10 @@ class DropOldestOutbox(Outbox):
     def push_message(self, frame: bytes, topic: str, seq: int) -> bool:
         return self._queue(frame, seq)
 
+    def push_last(self, data: bytes) -> bool:
+        self.seqs.append(NOT_A_MESSAGE)
+        return super().push_last(data)
+
     def _queue(self, data: bytes, seq: int) -> bool:
         if self.sealed:
             return False
