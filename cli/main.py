@@ -332,6 +332,76 @@ def topics(
         views.topics(Console(), detail)
 
 
+@app.command()
+def token(
+    room: Annotated[
+        list[str] | None, typer.Option("--room", help="Room pattern it may enter (repeatable).")
+    ] = None,
+    sub: Annotated[
+        list[str] | None, typer.Option("--sub", help="Topic pattern it may subscribe to.")
+    ] = None,
+    pub: Annotated[
+        list[str] | None, typer.Option("--pub", help="Topic pattern it may publish to.")
+    ] = None,
+    ttl: Annotated[int, typer.Option(help="Seconds until it expires.", min=1)] = 3600,
+    secret: Annotated[
+        str | None,
+        typer.Option(help="HS256 secret [default: the binding's jwt_secret in -c]", envvar=None),
+    ] = None,
+    binding: Annotated[
+        str | None, typer.Option(help="Binding whose secret to use [default: the first]")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="JWT subject (when --sub is not given).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Mint an HS256 token for auth = "token" bindings (for testing, or back ends with no JWT
+    library). A claim left out does not restrict.
+
+    Example: partysub token -c partysub.toml --room lobby --sub 'chat:*' --pub chat:1 --ttl 600
+    """
+    from partysubd.auth import mint
+
+    audience = issuer = None
+    if secret is None:
+        loaded = _load(config) if config is not None else None
+        chosen = None
+        if loaded is not None:
+            chosen = next((b for b in loaded.bindings if binding in (None, b.name)), None)
+        if chosen is None or chosen.auth.secret is None:
+            _fail("no HS256 secret: give --secret, or -c with a binding that has jwt_secret", 2)
+        secret = chosen.auth.secret
+        audience, issuer = chosen.auth.audience, chosen.auth.issuer
+    typer.echo(
+        mint(
+            secret,
+            rooms=room,
+            sub=sub,
+            pub=pub,
+            ttl=ttl,
+            subject=subject,
+            audience=audience,
+            issuer=issuer,
+        )
+    )
+
+
+@app.command("api-key")
+def api_key() -> None:
+    """Make a random API key for HTTP publishers, and the line that goes in the config.
+
+    Example: partysub api-key
+    """
+    import secrets
+
+    from partysubd.auth import hash_api_key
+
+    key = secrets.token_urlsafe(32)
+    typer.echo(f"key (give it to the publisher): {key}")
+    typer.echo(f'config ([[pubsub]] api_keys):  "{hash_api_key(key)}"')
+
+
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
     """Validate a config file: every error and warning with its file, key and line.

@@ -9,6 +9,7 @@ keep the two in step.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,6 +18,10 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
+from jwt import PyJWKSet
+from jwt.exceptions import PyJWKSetError
+
+from .auth import AuthSettings
 from .placement import DEFAULT_NODES, JURISDICTIONS, LOCATION_HINTS, NodeLayout
 from .routing import party_names
 
@@ -152,6 +157,7 @@ class Binding:
     skip_self: bool = False
     slow_consumer: str = "disconnect"
     limits: RateLimits = field(default_factory=lambda: RateLimits())
+    auth: AuthSettings = field(default_factory=AuthSettings)
     # nodes = "auto": one node per location to start, more as they fill up.
     autoscale: bool = False
     max_connections_per_node: int = 100
@@ -292,6 +298,20 @@ def _not_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
+def _auth_mode(value: Any) -> str | None:
+    return None if value in ("none", "token") else 'must be "none" or "token"'
+
+
+def _api_key_hashes(value: Any) -> str | None:
+    bad = [v for v in value if not re.fullmatch(r"sha256:[0-9a-f]{64}", v)]
+    if bad:
+        return (
+            "API keys are stored hashed: sha256:<64 hex digits> "
+            "(`partysub api-key` makes one); not " + ", ".join(repr(b[:12] + "…") for b in bad)
+        )
+    return None
+
+
 def _slow_consumer(value: Any) -> str | None:
     if value in SLOW_CONSUMER_POLICIES:
         return None
@@ -390,6 +410,16 @@ _PUBSUB_KEYS: dict[str, _Key] = {
     "connect_burst": _Key("number", _non_negative),
     "max_connections_per_room": _Key("int", _non_negative),
     "abuse_strikes": _Key("int", _positive),
+    "auth": _Key("str", _auth_mode),
+    "jwt_secret": _Key("str", _not_empty),
+    "jwt_secret_file": _Key("str", _not_empty),
+    "jwt_secret_env": _Key("str", _not_empty),
+    "jwt_public_key_file": _Key("str", _not_empty),
+    "jwks_file": _Key("str", _not_empty),
+    "jwt_audience": _Key("str", _not_empty),
+    "jwt_issuer": _Key("str", _not_empty),
+    "jwt_leeway": _Key("number", _non_negative),
+    "api_keys": _Key("str_list", _api_key_hashes),
 }
 _RATE_KEYS = tuple(f.name for f in dataclass_fields(RateLimits))
 _TOP_KEYS = {"server", "admin", "durable_objects", "migrations", "pubsub", "location_countries"}
@@ -655,6 +685,9 @@ class _Checker:
         if "locations" in opts and locations is None:
             return None
         layout = NodeLayout.build(nodes, locations, jurisdiction, countries)
+        auth = self.auth(opts, path)
+        if auth is None:
+            return None
         return Binding(
             name=name,
             class_name=class_name,
@@ -670,7 +703,66 @@ class _Checker:
             limits=RateLimits(**{k: opts[k] for k in _RATE_KEYS if k in opts}),
             autoscale=autoscale,
             max_connections_per_node=opts.get("max_connections_per_node", 100),
+            auth=auth,
         )
+
+    def auth(self, opts: dict[str, Any], path: KeyPath) -> AuthSettings | None:
+        """Read the keys a binding's auth needs; every problem names its key."""
+        key_options = (
+            "jwt_secret",
+            "jwt_secret_file",
+            "jwt_secret_env",
+            "jwt_public_key_file",
+            "jwks_file",
+        )
+        sources: list[str] = [k for k in key_options if k in opts]
+        if len(sources) > 1:
+            self.error((*path, sources[1]), f"give one verification key, not {', '.join(sources)}")
+            return None
+        secret: str | None = opts.get("jwt_secret")
+        if "jwt_secret_file" in opts:
+            secret = self._read((*path, "jwt_secret_file"), opts["jwt_secret_file"])
+        if "jwt_secret_env" in opts:
+            secret = os.environ.get(opts["jwt_secret_env"])
+            if not secret:
+                self.error((*path, "jwt_secret_env"), f"${opts['jwt_secret_env']} is not set")
+        public_key = jwks = None
+        if "jwt_public_key_file" in opts:
+            public_key = self._read((*path, "jwt_public_key_file"), opts["jwt_public_key_file"])
+        if "jwks_file" in opts:
+            text = self._read((*path, "jwks_file"), opts["jwks_file"])
+            if text is not None:
+                try:
+                    jwks = PyJWKSet.from_json(text)
+                except (PyJWKSetError, ValueError) as exc:
+                    self.error((*path, "jwks_file"), f"not a usable JWKS: {exc}")
+        required = opts.get("auth", "none") == "token"
+        api_keys = tuple(opts.get("api_keys", ()))
+        if required and secret is None and public_key is None and jwks is None and not api_keys:
+            self.error(
+                (*path, "auth"),
+                'auth = "token" needs jwt_secret(_file/_env), jwt_public_key_file or jwks_file',
+            )
+            return None
+        if secret is not None and len(secret.encode()) < 32:
+            self.warn((*path, sources[0]), "an HS256 secret should be at least 32 bytes")
+        return AuthSettings(
+            required=required,
+            secret=secret,
+            public_key=public_key,
+            jwks=jwks,
+            audience=opts.get("jwt_audience"),
+            issuer=opts.get("jwt_issuer"),
+            leeway=opts.get("jwt_leeway", 30.0),
+            api_key_hashes=api_keys,
+        )
+
+    def _read(self, path: KeyPath, filename: str) -> str | None:
+        try:
+            return Path(filename).read_text().strip() or None
+        except OSError as exc:
+            self.error(path, f"cannot read {filename}: {exc.strerror}")
+            return None
 
     def weights(
         self, value: Any, path: KeyPath, countries: dict[str, tuple[str, ...]]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from wsproto.utilities import generate_accept_token
 
+from .auth import FULL_ACCESS, Grant, check_api_key, verify
 from .config import Binding, ServerSettings
 from .rooms import Party
 from .routing import Route, RouteError, route
@@ -52,6 +53,7 @@ class AcceptWebSocket:
     country: str | None
     options: SocketOptions = SocketOptions()
     client_address: str | None = None  # from client_address_header
+    grant: Grant = FULL_ACCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class ReadBody:
     idem: str | None = None  # Idempotency-Key
     skip: str | None = None  # ?_pk=<id>: a connection id not to deliver to
     client_address: str | None = None  # from client_address_header
+    grant: Grant = FULL_ACCESS
 
 
 Plan = Reply | AcceptWebSocket | ReadBody
@@ -94,13 +97,10 @@ def plan_request(
     binding = found.party.binding
     raw_origin = headers.get(b"origin")
     origin = raw_origin.decode("latin-1") if raw_origin is not None else None
-    if method == b"GET" and headers.get(b"upgrade", b"").lower() == b"websocket":
-        if not binding.origin_allowed(origin):
-            return _forbidden(origin)
-        return _websocket(found, headers, settings)
+    websocket = method == b"GET" and headers.get(b"upgrade", b"").lower() == b"websocket"
     if method == b"OPTIONS":
         return _preflight(binding, origin, headers)
-    if method != b"POST":
+    if not websocket and method != b"POST":
         verb = method.decode("ascii", "replace")
         return Reply(
             405,
@@ -110,6 +110,11 @@ def plan_request(
         )
     if not binding.origin_allowed(origin):
         return _forbidden(origin)
+    grant = authorize(found, headers, api_key_allowed=not websocket)
+    if isinstance(grant, Reply):
+        return grant
+    if websocket:
+        return _websocket(found, headers, settings, grant)
     length = headers.get(b"content-length")
     if length is not None and int(length) > settings.max_message_size:
         return too_large(settings.max_message_size)
@@ -122,6 +127,38 @@ def plan_request(
         idem.decode("latin-1") if idem else None,
         found.query.get("_pk") or None,
         _client_address(headers, settings),
+        grant,
+    )
+
+
+def authorize(
+    found: Route[Party], headers: dict[bytes, bytes], *, api_key_allowed: bool
+) -> Grant | Reply:
+    """What the request's credentials allow in this room, or the 401/403 that refuses it."""
+    settings = found.party.binding.auth
+    if not settings.required:
+        return FULL_ACCESS
+    bearer = headers.get(b"authorization", b"")
+    token = bearer[7:].decode("latin-1").strip() if bearer[:7].lower() == b"bearer " else ""
+    token = token or found.query.get("token", "")
+    if not token:
+        return _unauthorized("a token is required (token query parameter or Authorization: Bearer)")
+    if api_key_allowed and check_api_key(token, settings):
+        return FULL_ACCESS
+    grant = verify(token, settings)
+    if isinstance(grant, str):
+        return _unauthorized(grant)
+    if not grant.may_enter(found.room):
+        return Reply(403, f"Forbidden: the token does not allow room {found.room!r}", close=True)
+    return grant
+
+
+def _unauthorized(reason: str) -> Reply:
+    return Reply(
+        401,
+        f"Unauthorized: {reason}",
+        [(b"WWW-Authenticate", b'Bearer realm="partysub"')],
+        close=True,
     )
 
 
@@ -158,7 +195,7 @@ def _preflight(binding: Binding, origin: str | None, headers: dict[bytes, bytes]
 
 
 def _websocket(
-    found: Route[Party], headers: dict[bytes, bytes], settings: ServerSettings
+    found: Route[Party], headers: dict[bytes, bytes], settings: ServerSettings, grant: Grant
 ) -> AcceptWebSocket | Reply:
     connection = {token.strip().lower() for token in headers.get(b"connection", b"").split(b",")}
     if b"upgrade" not in connection:
@@ -190,6 +227,7 @@ def _websocket(
         _country(headers, settings),
         options,
         _client_address(headers, settings),
+        grant,
     )
 
 

@@ -34,8 +34,9 @@ class ErrorCode(StrEnum):
     BAD_TOPIC = "bad_topic"
     BAD_TOPICS = "bad_topics"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
-    TEXT_NOT_SUPPORTED = "text_not_supported"
     RATE_LIMITED = "rate_limited"
+    FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
 
 
 class Variant(IntEnum):
@@ -76,13 +77,20 @@ class Subscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """``{"__token": "<jwt>"}``: a fresh token before the current one expires."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolError:
     code: ErrorCode
     message: str
     retry_after: float | None = None
 
 
-ClientMessage = Publish | Subscribe | ProtocolError
+ClientMessage = Publish | Subscribe | RefreshToken | ProtocolError
 
 BYTES_MARKER = "__bytes"
 
@@ -132,6 +140,11 @@ def interpret(message: Any, describe: str) -> ClientMessage:
         )
     if "__topics" in message:
         return parse_topics(message["__topics"])
+    if "__token" in message:
+        token = message["__token"]
+        if not isinstance(token, str) or not token:
+            return ProtocolError(ErrorCode.BAD_MESSAGE, '"__token" must be a non-empty string')
+        return RefreshToken(token)
     if "topic" not in message:
         return ProtocolError(
             ErrorCode.BAD_TOPIC, 'message has no "topic" (to publish) or "__topics" (to subscribe)'

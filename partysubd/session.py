@@ -25,6 +25,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from .auth import FULL_ACCESS, Grant, verify
 from .config import ServerSettings
 from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter
 from .history import History
@@ -34,6 +35,7 @@ from .protocol import (
     ErrorCode,
     ProtocolError,
     Publish,
+    RefreshToken,
     Variant,
     control_frame,
     error_frame,
@@ -51,6 +53,7 @@ log = logging.getLogger("partysubd.session")
 SERVER_HEADER = b"partysub"
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client fell too far behind
 CLOSE_PING_TIMEOUT = 1011
+CLOSE_TOKEN_EXPIRED = 4001
 
 
 class Phase(Enum):
@@ -79,6 +82,7 @@ class Session:
         "country",
         "created",
         "finished",
+        "grant",
         "hub",
         "id",
         "last_seen",
@@ -90,6 +94,7 @@ class Session:
         "request_started",
         "settings",
         "skip_self",
+        "token_deadline",
         "variant",
     )
 
@@ -124,6 +129,8 @@ class Session:
         self.variant = Variant.JSON
         self.skip_self = False
         self._limiter: PublishLimiter | None = None
+        self.grant = FULL_ACCESS
+        self.token_deadline: float | None = None  # when the connection's token expires
 
     # --- what the I/O layer calls -------------------------------------------
 
@@ -169,6 +176,9 @@ class Session:
             # trickles its headers (slowloris) still runs out of time.
             if now - self.request_started >= s.handshake_timeout:
                 self._finish()
+            return
+        if self.token_deadline is not None and now >= self.token_deadline:
+            self.close(CLOSE_TOKEN_EXPIRED, "token expired: send a fresh one with __token", now)
             return
         if s.ping_interval <= 0:
             return
@@ -309,6 +319,10 @@ class Session:
             self._respond(Reply(400, f"Invalid request: {message}", post.cors))
             return
         found = post.route
+        if not post.grant.may_publish(message.topic):
+            reason = f"Forbidden: the token does not allow publishing to {message.topic!r}"
+            self._respond(Reply(403, reason, post.cors))
+            return
         address = post.client_address or self.client_address
         wait = found.party.http_limiter.take(address, self.last_seen)
         if wait:
@@ -422,7 +436,9 @@ class Session:
                 limits.publish_bytes_burst,
                 self.last_seen,
             )
-        patterns = topics_from_query(found.query)
+        if binding.auth.required:
+            self._set_grant(plan.grant)
+        patterns = self._allowed(topics_from_query(found.query))
         membership = self.hub.join(party, found.room, self, self.country, patterns, self.last_seen)
         self.membership = membership
         self._use_policy(binding.slow_consumer, membership.room.history)
@@ -543,6 +559,14 @@ class Session:
             return
         message = parse_msgpack_message(payload) if binary else parse_client_message(payload)
         if isinstance(message, Publish):
+            if not self.grant.may_publish(message.topic):
+                self._send_error(
+                    ProtocolError(
+                        ErrorCode.FORBIDDEN,
+                        f"the token does not allow publishing to {message.topic!r}",
+                    )
+                )
+                return
             limiter = self._limiter
             if limiter is not None:
                 wait = limiter.take(len(payload), self.last_seen)
@@ -559,8 +583,44 @@ class Session:
                 )
                 return
             self._send_error(message)
+        elif isinstance(message, RefreshToken):
+            self._refresh(message.token, membership)
         else:
-            membership.node.index.set_patterns(self, message.patterns)
+            membership.node.index.set_patterns(self, self._allowed(message.patterns))
+
+    def _allowed(self, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        """The patterns the token allows; an error frame names the others."""
+        refused = [p for p in patterns if not self.grant.may_subscribe(p)]
+        if refused:
+            self._send_error(
+                ProtocolError(
+                    ErrorCode.FORBIDDEN,
+                    f"the token does not allow subscribing to {', '.join(map(repr, refused))}",
+                )
+            )
+            return tuple(p for p in patterns if p not in refused)
+        return patterns
+
+    def _refresh(self, token: str, membership: Membership) -> None:
+        """A fresh token replaces the current one (and its expiry) if it is valid here."""
+        auth = membership.room.party.binding.auth
+        if not auth.required:
+            return
+        grant = verify(token, auth)
+        if isinstance(grant, str):
+            self._send_error(ProtocolError(ErrorCode.UNAUTHORIZED, grant))
+            return
+        if not grant.may_enter(membership.room.name):
+            self._send_error(
+                ProtocolError(ErrorCode.FORBIDDEN, "the new token does not allow this room")
+            )
+            return
+        self._set_grant(grant)
+
+    def _set_grant(self, grant: Grant) -> None:
+        self.grant = grant
+        if grant.expires_in is not None:
+            self.token_deadline = self.last_seen + grant.expires_in
 
     def _rate_limited(self, wait: float, strikes: int) -> None:
         self.hub.events.rate_limited["publish"] += 1
