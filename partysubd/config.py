@@ -78,6 +78,8 @@ class ServerSettings:
     max_message_size: int = 1024 * 1024
     max_buffered_bytes: int = 4 * 1024 * 1024
     max_header_bytes: int = 16 * 1024
+    max_topics: int = 100  # patterns per connection
+    max_topic_length: int = 256  # characters, topics and patterns
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     handshake_timeout: float = 10.0
@@ -363,6 +365,8 @@ _SERVER_KEYS: dict[str, _Key] = {
     "max_message_size": _Key("int", _positive),
     "max_buffered_bytes": _Key("int", _positive),
     "max_header_bytes": _Key("int", _positive),
+    "max_topics": _Key("int", _positive),
+    "max_topic_length": _Key("int", _positive),
     "ping_interval": _Key("number", _non_negative),
     "ping_timeout": _Key("number", _positive),
     "handshake_timeout": _Key("number", _positive),

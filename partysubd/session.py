@@ -319,6 +319,10 @@ class Session:
             self._respond(Reply(400, f"Invalid request: {message}", post.cors))
             return
         found = post.route
+        if len(message.topic) > self.settings.max_topic_length:
+            reason = f"topic longer than {self.settings.max_topic_length} characters"
+            self._respond(Reply(400, f"Invalid request: {reason}", post.cors))
+            return
         if not post.grant.may_publish(message.topic):
             reason = f"Forbidden: the token does not allow publishing to {message.topic!r}"
             self._respond(Reply(403, reason, post.cors))
@@ -559,6 +563,14 @@ class Session:
             return
         message = parse_msgpack_message(payload) if binary else parse_client_message(payload)
         if isinstance(message, Publish):
+            if len(message.topic) > self.settings.max_topic_length:
+                self._send_error(
+                    ProtocolError(
+                        ErrorCode.BAD_TOPIC,
+                        f"topic longer than {self.settings.max_topic_length} characters",
+                    )
+                )
+                return
             if not self.grant.may_publish(message.topic):
                 self._send_error(
                     ProtocolError(
@@ -589,7 +601,17 @@ class Session:
             membership.node.index.set_patterns(self, self._allowed(message.patterns))
 
     def _allowed(self, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        """The patterns the token allows; an error frame names the others."""
+        """The patterns the limits and the token allow; an error frame names the others."""
+        s = self.settings
+        if len(patterns) > s.max_topics or any(len(p) > s.max_topic_length for p in patterns):
+            self._send_error(
+                ProtocolError(
+                    ErrorCode.BAD_TOPICS,
+                    f"at most {s.max_topics} patterns of at most {s.max_topic_length} "
+                    "characters; the subscription is unchanged",
+                )
+            )
+            return self._current_patterns()
         refused = [p for p in patterns if not self.grant.may_subscribe(p)]
         if refused:
             self._send_error(
@@ -600,6 +622,11 @@ class Session:
             )
             return tuple(p for p in patterns if p not in refused)
         return patterns
+
+    def _current_patterns(self) -> tuple[str, ...]:
+        if self.membership is None:
+            return ()
+        return self.membership.node.index.patterns(self)
 
     def _refresh(self, token: str, membership: Membership) -> None:
         """A fresh token replaces the current one (and its expiry) if it is valid here."""
