@@ -5,6 +5,7 @@
     python bench/run.py paced 10000     # p99 latency at a paced 10,000 deliveries/s
     python bench/run.py idle 10000      # RSS per idle connection, one publish to all
     python bench/run.py guarantees 100  # burst with a 1000-message history and ids=1
+    python bench/run.py tls 100         # burst over wss:// (TLS on the public listener)
 
 Prints figures, never pass/fail: this is not a test. Needs `npm ci --prefix bench`.
 """
@@ -111,14 +112,48 @@ def generator(*args: str) -> list[str]:
 GUARANTEES = CONFIG + '\n[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 1000\n'
 
 
-def burst(subscribers: int, window: int = WINDOW, guarantees: bool = False) -> dict[str, object]:
-    proc, port = start_daemon(GUARANTEES if guarantees else CONFIG)
+def tls_config() -> str:
+    """CONFIG with TLS on, using a fresh self-signed certificate (openssl)."""
+    directory = Path(tempfile.mkdtemp())
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(directory / "key.pem"),
+            "-out",
+            str(directory / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return CONFIG.replace(
+        "[server]",
+        f'[server]\ntls_cert = "{directory / "cert.pem"}"\ntls_key = "{directory / "key.pem"}"',
+    )
+
+
+def burst(
+    subscribers: int, window: int = WINDOW, guarantees: bool = False, tls: bool = False
+) -> dict[str, object]:
+    proc, port = start_daemon(GUARANTEES if guarantees else tls_config() if tls else CONFIG)
     if guarantees:
         os.environ["SUBSCRIBER_QUERY"] = "&ids=1"
     try:
-        url = f"ws://127.0.0.1:{port}/parties/pubsub/bench"
+        scheme = "wss" if tls else "ws"
+        url = f"{scheme}://127.0.0.1:{port}/parties/pubsub/bench"
         result = run_generator(proc, "burst", url, str(subscribers), str(SECONDS), str(window))
-        return {**result, "guarantees": guarantees}
+        return {**result, "guarantees": guarantees, "tls": tls}
     finally:
         os.environ.pop("SUBSCRIBER_QUERY", None)
         proc.terminate()
@@ -192,6 +227,9 @@ def main(argv: list[str]) -> None:
     kind, number = argv[0], int(argv[1])
     if kind == "guarantees":  # burst with history and ids=1
         median_of(runs, lambda: burst(number, guarantees=True), "delivered_per_s")
+        return
+    if kind == "tls":  # burst over wss://
+        median_of(runs, lambda: burst(number, tls=True), "delivered_per_s")
         return
     runner = {"burst": burst, "paced": paced, "idle": idle}[kind]
     key = {"burst": "delivered_per_s", "paced": "p99_ms", "idle": "kb_per_connection"}[kind]

@@ -131,7 +131,7 @@ def serve(
 
       partysub serve -c /etc/partysub/partysub.toml --port 8080 --log-format json
     """
-    from partysubd.daemon import Overrides, run
+    from partysubd.daemon import Overrides, StartupError, run
     from partysubd.logs import setup_logging
 
     if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -153,6 +153,8 @@ def serve(
     setup_logging(overrides.apply(loaded).server.log_level, log_format)
     try:
         run(loaded, config, overrides)
+    except StartupError as exc:
+        _fail(str(exc))
     except OSError as exc:
         settings = overrides.apply(loaded).server
         _fail(

@@ -91,6 +91,13 @@ class ServerSettings:
     # Behind a proxy every peer is the proxy: take the client's address from
     # this header (the last address in it, the one the proxy added).
     client_address_header: str = ""
+    # TLS on the public listener: PEM certificate chain and private key.
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +383,8 @@ _SERVER_KEYS: dict[str, _Key] = {
     "drain_seconds": _Key("number", _non_negative),
     "log_level": _Key("str", _log_level),
     "client_address_header": _Key("str"),
+    "tls_cert": _Key("str", _not_empty),
+    "tls_key": _Key("str", _not_empty),
 }
 _ADMIN_KEYS: dict[str, _Key] = {
     "listen": _Key("str", _listen),
@@ -500,6 +509,9 @@ class _Checker:
                 self.error((key,), f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
         server = self.table(doc.get("server", {}), ("server",), _SERVER_KEYS)
         settings = ServerSettings(**server)
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            missing = "tls_key" if settings.tls_cert else "tls_cert"
+            self.error(("server", missing), "tls_cert and tls_key go together")
         if settings.max_buffered_bytes < settings.max_message_size:
             self.error(
                 ("server", "max_buffered_bytes"),

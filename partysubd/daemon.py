@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,10 +26,15 @@ from .logs import set_level
 from .reload import plan_reload
 from .rooms import Hub
 from .sdnotify import Notifier, watchdog_interval
+from .tls import server_context
 
 log = logging.getLogger("partysubd")
 
 STATUS_INTERVAL = 5.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,14 @@ class Daemon:
     async def run(self) -> None:
         settings = self.config.server
         set_level(settings.log_level)
+        tls_context = None
+        if settings.tls:
+            try:
+                tls_context = server_context(settings.tls_cert, settings.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise StartupError(f"cannot use the TLS certificate: {exc}") from None
         listener = open_listener(settings.host, settings.port, settings.backlog)
-        engine = self.engine = Engine(self.hub, listener)
+        engine = self.engine = Engine(self.hub, listener, tls_context)
         self.state.wake = engine.wake
         self.state.started = trio.current_time()
         for issue in self.config.warnings:
@@ -90,7 +102,8 @@ class Daemon:
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
                 host, port = engine.address
-                self.state.listeners["public"] = f"http://{host}:{port}"
+                scheme = "https" if tls_context is not None else "http"
+                self.state.listeners["public"] = f"{scheme}://{host}:{port}"
                 if self.config.admin.enabled:
                     binds = await nursery.start(
                         serve_admin, AdminApp(self.state), self.config.admin
@@ -146,10 +159,24 @@ class Daemon:
             self.notifier.reloaded(self.status())
             return
         plan = plan_reload(self.config, new)
+        tls_context = None
+        if plan.config.server.tls:
+            # Re-read even unchanged paths: a renewed certificate keeps its file name.
+            try:
+                tls_context = server_context(
+                    plan.config.server.tls_cert, plan.config.server.tls_key
+                )
+            except (OSError, ssl.SSLError) as exc:
+                log.error("reload refused: cannot load the TLS certificate: %s", exc)
+                self.notifier.reloaded(self.status())
+                return
         self.config = plan.config
         self.hub.apply(plan.config)
         if self.engine is not None:
             self.engine.apply_settings(plan.config.server)
+            if tls_context is not None:
+                self.engine.tls_context = tls_context
+                log.info("reload: TLS certificate loaded for new connections")
         self.state.token = plan.config.admin.token
         set_level(plan.config.server.log_level)
         for issue in plan.config.warnings:

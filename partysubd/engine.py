@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import ssl
 from typing import cast
 
 import trio
@@ -20,6 +21,7 @@ import trio
 from .config import ServerSettings
 from .rooms import Hub
 from .session import Session
+from .tls import TLSLayer
 
 log = logging.getLogger("partysubd.engine")
 
@@ -31,14 +33,21 @@ ACCEPT_ERRORS_TO_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOME
 class Conn(Session):
     """A session bound to its socket."""
 
-    __slots__ = ("closed", "finished_seen", "sock", "writing")
+    __slots__ = ("closed", "finished_seen", "sock", "tls", "writing")
 
-    def __init__(self, hub: Hub, sock: socket.socket, peer: str, now: float) -> None:
+    def __init__(
+        self, hub: Hub, sock: socket.socket, peer: str, now: float, tls: TLSLayer | None
+    ) -> None:
         super().__init__(hub, peer, now)
         self.sock = sock
+        self.tls = tls
         self.writing = False  # a drain task owns the writes
         self.closed = False
         self.finished_seen: float | None = None
+
+    @property
+    def unsent(self) -> bool:
+        return bool(self.out.size or (self.tls is not None and self.tls.pending))
 
 
 def open_listener(host: str, port: int, backlog: int) -> socket.socket:
@@ -58,9 +67,13 @@ def open_listener(host: str, port: int, backlog: int) -> socket.socket:
 
 
 class Engine:
-    def __init__(self, hub: Hub, listener: socket.socket) -> None:
+    def __init__(
+        self, hub: Hub, listener: socket.socket, tls_context: ssl.SSLContext | None = None
+    ) -> None:
         self.hub = hub
         self.listener = listener
+        # New connections speak TLS with this context; a reload may replace it.
+        self.tls_context = tls_context
         self.conns: set[Conn] = set()
         self.accepting = True
         self._flush_wanted = trio.Event()
@@ -139,7 +152,8 @@ class Engine:
                     sock.setblocking(False)
                     if sock.family != socket.AF_UNIX:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    conn = Conn(self.hub, sock, _peer(address), trio.current_time())
+                    tls = TLSLayer(self.tls_context) if self.tls_context is not None else None
+                    conn = Conn(self.hub, sock, _peer(address), trio.current_time(), tls)
                     self.conns.add(conn)
                     nursery.start_soon(self._read_loop, conn)
 
@@ -157,10 +171,20 @@ class Engine:
                     conn.eof_received()
                     self.wake()
                     return
+                if conn.tls is not None:
+                    data, eof = conn.tls.receive(data)
+                    if conn.tls.pending and not conn.writing:
+                        self._write(conn)  # handshake records, alerts
+                    if eof:
+                        conn.eof_received()
+                        self.wake()
+                        return
+                    if not data:
+                        continue
                 conn.data_received(data, trio.current_time())
                 if hub.dirty:
                     self.wake()
-        except (OSError, trio.ClosedResourceError):
+        except (OSError, ssl.SSLError, trio.ClosedResourceError):
             self._close(conn)
         except BaseException:
             self._close(conn)
@@ -196,6 +220,10 @@ class Engine:
             out.scheduled = False
             if conn.closed or conn.writing:
                 continue
+            if conn.tls is not None:
+                if self._write(conn) and conn.finished and not conn.unsent:
+                    self._close(conn)
+                continue
             if out.size:
                 chunks = out.chunks
                 try:
@@ -221,13 +249,24 @@ class Engine:
             conn.writing = True
             self._nursery.start_soon(self._drain, conn)
 
+    def _write(self, conn: Conn) -> bool:
+        """Send what the kernel takes now (the TLS path); False when the connection is gone."""
+        try:
+            _send_some(conn)
+        except (OSError, ssl.SSLError):
+            self._close(conn)
+            return False
+        if conn.unsent:
+            self._start_drain(conn)
+        return True
+
     async def _drain(self, conn: Conn) -> None:
         """Wait for a full kernel buffer to empty, then keep writing until the outbox is."""
         try:
-            while conn.out.size and not conn.closed:
+            while conn.unsent and not conn.closed:
                 await trio.lowlevel.wait_writable(conn.sock)
                 _send_some(conn)
-        except (OSError, trio.ClosedResourceError):
+        except (OSError, ssl.SSLError, trio.ClosedResourceError):
             self._close(conn)
             return
         finally:
@@ -276,6 +315,21 @@ def _sweep_interval(settings: ServerSettings) -> float:
 def _send_some(conn: Conn) -> None:
     """One non-blocking send of the outbox's head; raises OSError when the peer is gone."""
     out = conn.out
+    tls = conn.tls
+    if tls is not None:
+        # Encrypt more only once the last ciphertext is out: the outbox (and
+        # its cap) keeps holding what the peer has not taken.
+        if not tls.pending and out.size:
+            plaintext = b"".join(out.pending())
+            tls.send(plaintext)
+            out.consumed(len(plaintext))
+        if tls.pending:
+            try:
+                sent = conn.sock.send(tls.pending)
+            except BlockingIOError:
+                return
+            tls.pending = tls.pending[sent:]
+        return
     try:
         if out.offset == 0 and len(out.chunks) == 1:
             sent = conn.sock.send(out.chunks[0])

@@ -34,6 +34,9 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             f"{old.server.host}:{old.server.port} until a restart"
         )
         server = replace(server, host=old.server.host, port=old.server.port)
+    if new.server.tls != old.server.tls:
+        kept.append("turning TLS on or off: the listener keeps its protocol until a restart")
+        server = replace(server, tls_cert=old.server.tls_cert, tls_key=old.server.tls_key)
     for name in server.__dataclass_fields__:
         before, after = getattr(old.server, name), getattr(server, name)
         if before != after:

@@ -16,30 +16,32 @@ function emit(event) {
   process.stdout.write(JSON.stringify(event) + "\n");
 }
 
-function socketClass(headers) {
+function socketClass(headers, tls) {
   // partysocket takes a WebSocket constructor; this one adds request headers
-  // (a reverse proxy's country header, an Origin), as a browser or proxy would.
+  // (a reverse proxy's country header, an Origin), as a browser or proxy would,
+  // and trusts the tests' self-signed certificate.
   return class extends WS {
     constructor(url, protocols) {
-      super(url, protocols, { headers: headers || {} });
+      super(url, protocols, { headers: headers || {}, rejectUnauthorized: !tls });
     }
   };
 }
 
 const commands = {
-  connect({ id, pk, host, party, room, query, headers, retries, resume, format }) {
+  connect({ id, pk, host, party, room, query, headers, retries, resume, format, tls }) {
     // The test's name for the client is its partysocket id (`_pk`) unless `pk` is given.
     const options = {
       id: pk ?? id,
       host,
       party,
       room,
-      WebSocket: socketClass(headers),
+      WebSocket: socketClass(headers, tls),
       maxRetries: retries ?? 0,
       minReconnectionDelay: 50,
       maxReconnectionDelay: 200,
       connectionTimeout: 2000
     };
+    if (tls) options.protocol = "wss";
     let lastId = null;
     if (resume) {
       // The documented recipe: partysocket calls a `query` function on every
