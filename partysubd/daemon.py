@@ -94,6 +94,7 @@ class Daemon:
         listener = open_listener(settings.host, settings.port, settings.backlog)
         engine = self.engine = Engine(self.hub, listener, tls_context)
         self.state.wake = engine.wake
+        self.state.tasks = lambda: trio.lowlevel.current_statistics().tasks_living
         self.state.started = trio.current_time()
         for issue in self.config.warnings:
             log.warning("%s", issue)

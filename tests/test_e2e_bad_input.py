@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -159,21 +161,53 @@ def test_slow_reader_is_closed_and_the_others_keep_receiving(start_daemon) -> No
         others.stop()
 
 
+def daemon_tasks(daemon: Daemon) -> int:
+    assert daemon.admin
+    with urllib.request.urlopen(daemon.admin + "/daemon", timeout=5) as response:
+        tasks: int = json.loads(response.read())["tasks"]
+        return tasks
+
+
 def test_connect_disconnect_storm_leaks_nothing(strict: Daemon, witness: Clients) -> None:
     witness.sync()
-    time.sleep(0.2)
-    before = open_fds(strict.proc.pid)
-    for i in range(300):
+    time.sleep(0.3)
+    fds, tasks = open_fds(strict.proc.pid), daemon_tasks(strict)
+    started = time.monotonic()
+    storm = 3000
+    for i in range(storm):
         raw = RawClient(strict)
         if i % 3 == 0:
             raw.upgrade()
         elif i % 3 == 1:
             raw.send(b"POST /parties/pubsub/raw HTTP/1.1\r\nHost: x\r\nContent-Length: 5")
         raw.close()
+    rate = storm / (time.monotonic() - started)
+    assert rate > 1000, f"only {rate:.0f} connects and disconnects per second"
     deadline = time.monotonic() + 5
-    while open_fds(strict.proc.pid) > before and time.monotonic() < deadline:
+    while open_fds(strict.proc.pid) > fds and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert open_fds(strict.proc.pid) == before
+    assert open_fds(strict.proc.pid) == fds
+    # (the control plane's own request may be in flight in either reading)
+    assert daemon_tasks(strict) <= tasks
+
+
+def test_huge_topic_lists_are_refused_and_the_connection_lives(
+    strict: Daemon, witness: Clients
+) -> None:
+    witness.connect("greedy", room="raw")
+    witness.send("greedy", {"__topics": [f"t{i}" for i in range(1000)]})
+    error = witness.message("greedy")["__error"]
+    assert error["code"] == "bad_topics" and "at most 100 patterns" in error["message"]
+    witness.send("greedy", {"topic": "x" * 300, "data": 1})
+    assert witness.message("greedy")["__error"]["code"] == "bad_topic"
+    witness.send("greedy", {"topic": "ok", "data": 1})
+    assert witness.message("greedy") == {"topic": "ok", "data": 1}
+    assert witness.message("witness") == {"topic": "ok", "data": 1}
+
+
+def test_the_control_plane_is_not_on_the_public_port(strict: Daemon, witness: Clients) -> None:
+    for path in ("/daemon", "/metrics", "/rooms", "/health"):
+        assert strict.post(path, method="GET")[:2] == (404, "Not found")
 
 
 def test_config_error_exits_non_zero_naming_the_line(start_daemon) -> None:  # type: ignore[no-untyped-def]
