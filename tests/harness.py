@@ -144,6 +144,7 @@ class Clients:
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.backlog: list[dict[str, Any]] = []
+        self.connected: list[str] = []
         self._requests = 0
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -167,6 +168,7 @@ class Clients:
         wait: bool = True,
         **extra: Any,
     ) -> None:
+        self.connected.append(id)
         self.command(
             "connect",
             id=id,
