@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from partysubd.config import parse_config
+from partysubd.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
 from partysubd.rooms import Hub
 
-CONFIG = """
-[server]
-max_header_bytes = 300
-max_message_size = 100
-
-[[durable_objects.bindings]]
-name = "PubSub"
-class_name = "PubSubServer"
-
-[[migrations]]
-tag = "v1"
-new_classes = ["PubSubServer"]
-
+CONFIG = (
+    "[server]\nmax_header_bytes = 300\nmax_message_size = 100\n\n"
+    + DEFAULT_BINDING_TOML
+    + """
 [[pubsub]]
 binding = "PubSub"
 allowed_origins = ["https://ok.example"]
 """
+)
 
 UPGRADE = [
     (b"host", b"x"),
