@@ -14,6 +14,7 @@ import trio
 import typer
 from rich.console import Console
 
+import partysub
 from cli import remote, views
 from partysubd import __version__
 from partysubd.config import Config, ConfigError, load_config
@@ -202,18 +203,26 @@ def publish(
       tail -f events.jsonl | partysub publish lobby events - --json --lines
     """
     endpoint = remote.Endpoint.resolve(url, party, _load_optional(config))
+    messages: list[Any] = []
     for number, text in enumerate(_messages(msg, lines), start=1):
-        data: Any = text
-        if as_json:
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                _fail(f"message {number} is not JSON ({exc}); without --json it is a string", 2)
+        if not as_json:
+            messages.append(text)
+            continue
         try:
-            answer = remote.publish(endpoint, room, topic, data)
-        except remote.RemoteError as exc:
-            _fail(str(exc))
-        typer.echo(answer)
+            messages.append(json.loads(text))
+        except ValueError as exc:
+            _fail(f"message {number} is not JSON ({exc}); without --json it is a string", 2)
+
+    async def send_all() -> None:
+        for data in messages:
+            typer.echo(
+                await partysub.publish(endpoint.base_url, room, topic, data, party=endpoint.party)
+            )
+
+    try:
+        trio.run(send_all)
+    except partysub.PublishError as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -229,6 +238,9 @@ def subscribe(
 ) -> None:
     """Print a room's messages, one JSON line each, until interrupted (or --count).
 
+    It reconnects (and resumes, where the room keeps a history) when the
+    connection drops, so it outlives a daemon restart.
+
     Examples:
 
       partysub subscribe lobby
@@ -236,15 +248,25 @@ def subscribe(
       partysub subscribe lobby --topics 'chat:*' --count 10
     """
     endpoint = remote.Endpoint.resolve(url, party, _load_optional(config))
+    patterns = None if topics is None else topics.split(",")
 
-    def emit(line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+    async def tail() -> None:
+        received = 0
+        async with partysub.connect(
+            endpoint.base_url, room=room, party=endpoint.party, topics=patterns
+        ) as sub:
+            async for message in sub:
+                line = json.dumps({"topic": message.topic, "data": message.data})
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                received += 1
+                if count is not None and received >= count:
+                    return
 
     try:
-        trio.run(remote.subscribe, endpoint, room, topics, count, emit)
-    except remote.RemoteError as exc:
-        _fail(str(exc))
+        trio.run(tail)
+    except partysub.PublishError as exc:
+        _fail(f"cannot subscribe to {room!r} at {endpoint.base_url}: {exc}")
     except KeyboardInterrupt:
         pass
 

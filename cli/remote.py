@@ -1,4 +1,4 @@
-"""Talking to a running daemon: publish over HTTP, tail over WebSocket, ask the control plane.
+"""Finding a running daemon, and asking its control plane.
 
 Every failure becomes a ``RemoteError`` with one line that says what went
 wrong and where; the command prints it and exits non-zero.
@@ -10,13 +10,9 @@ import http.client
 import json
 import socket
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
-
-import trio
-import trio_websocket
 
 from partysubd.config import Config
 
@@ -80,55 +76,6 @@ class AdminEndpoint:
         if status != 200:
             raise RemoteError(payload.get("error", f"HTTP {status}"))
         return payload
-
-
-def publish(endpoint: Endpoint, room: str, topic: str, data: Any) -> str:
-    """POST one message; the server's answer, or RemoteError with its reason."""
-    body = json.dumps({"topic": topic, "data": data}).encode()
-    headers = {"Content-Type": "application/json"}
-    status, answer = _request(endpoint.base_url, "POST", endpoint.room_path(room), body, headers)
-    if status != 200:
-        raise RemoteError(f"HTTP {status}: {answer}")
-    return answer
-
-
-async def subscribe(
-    endpoint: Endpoint,
-    room: str,
-    topics: str | None,
-    count: int | None,
-    emit: Callable[[str], None],
-) -> int:
-    """Print each message as one line until ``count`` messages or until interrupted."""
-    base = urlsplit(endpoint.base_url)
-    scheme = "wss" if base.scheme == "https" else "ws"
-    query = "" if topics is None else f"?topics={quote(topics, safe=',:*')}"
-    url = f"{scheme}://{base.netloc}{endpoint.room_path(room)}{query}"
-    received = 0
-    try:
-        async with trio_websocket.open_websocket_url(url, connect_timeout=10) as ws:
-            while count is None or received < count:
-                message = await ws.get_message()
-                emit(message if isinstance(message, str) else message.decode("utf-8", "replace"))
-                received += 1
-    except trio_websocket.HandshakeError as exc:
-        raise RemoteError(f"cannot subscribe at {url}: {_handshake_reason(exc)}") from None
-    except trio_websocket.ConnectionClosed as exc:
-        reason = exc.reason
-        detail = f"{reason.code} {reason.reason or ''}".rstrip() if reason else "no reason"
-        raise RemoteError(f"the daemon closed the connection: {detail}") from None
-    except (OSError, trio.TooSlowError) as exc:
-        raise RemoteError(f"cannot reach the daemon at {url}: {_describe(exc)}") from None
-    return received
-
-
-def _handshake_reason(exc: trio_websocket.HandshakeError) -> str:
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        body = (exc.body or b"").decode("utf-8", "replace").strip()
-        return f"HTTP {exc.status_code}" + (f": {body}" if body else "")
-    if isinstance(exc, trio_websocket.ConnectionTimeout):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 class _UnixConnection(http.client.HTTPConnection):

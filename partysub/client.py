@@ -233,8 +233,10 @@ async def publish(
     party: str = "pubsub",
     token: str | None = None,
     idem: str | None = None,
-) -> None:
-    """Publish over HTTP (what PartySocket.fetch does); raises PublishError with the reason."""
+) -> str:
+    """Publish over HTTP (what PartySocket.fetch does): the server's answer ("OK").
+
+    Raises PublishError with the status and the server's reason."""
     import http.client
 
     target, netloc = _room_url(url, party, room)
@@ -261,9 +263,10 @@ async def publish(
     try:
         status, answer = await trio.to_thread.run_sync(post)
     except OSError as exc:
-        raise PublishError(f"cannot reach {url}: {exc.strerror or exc}") from None
+        raise PublishError(f"cannot reach the daemon at {url}: {exc.strerror or exc}") from None
     if status != 200:
         raise PublishError(f"HTTP {status}: {answer}")
+    return answer
 
 
 __all__ = ["Message", "PublishError", "Resume", "Subscription", "connect", "publish"]

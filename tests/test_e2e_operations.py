@@ -141,7 +141,7 @@ def test_cli_subscribe_to_a_wrong_party(daemon: Daemon) -> None:
     done = cli("subscribe", "r", "--party", "nope", "--url", f"http://{daemon.address}")
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"partysub: cannot subscribe at ws://{daemon.address}/parties/nope/r: HTTP 404: Not found"
+        f"partysub: cannot subscribe to 'r' at http://{daemon.address}: HTTP 404: Not found"
     )
 
 
