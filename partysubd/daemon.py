@@ -11,6 +11,8 @@ import logging
 import signal
 import ssl
 import time
+from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -82,7 +84,14 @@ class Daemon:
             f"{totals['messages_in']} published, {totals['messages_out']} delivered"
         )
 
-    async def run(self) -> None:
+    async def run(
+        self,
+        stop: trio.Event | None = None,
+        *,
+        task_status: trio.TaskStatus[dict[str, str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until SIGINT/SIGTERM (SIGHUP reloads), or until ``stop`` is set when given:
+        an embedded daemon (partysub.testing, in a thread) cannot take signals."""
         settings = self.config.server
         set_level(settings.log_level)
         tls_context = None
@@ -99,7 +108,8 @@ class Daemon:
         for issue in self.config.warnings:
             log.warning("%s", issue)
         signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        with trio.open_signal_receiver(*signals) as signal_stream:
+        receiver = trio.open_signal_receiver(*signals) if stop is None else nullcontext(None)
+        with receiver as signal_stream:
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
                 host, port = engine.address
@@ -125,17 +135,19 @@ class Daemon:
                 )
                 self.notifier.ready(self.status())
                 nursery.start_soon(self._report_status)
-                async for signum in signal_stream:
-                    if signum == signal.SIGHUP:
-                        self.reload()
-                        continue
-                    log.info(
-                        "%s: draining %d connections over %gs, then stopping",
-                        signal.Signals(signum).name,
-                        len(engine.conns),
-                        self.config.server.drain_seconds,
-                    )
-                    break
+                task_status.started(dict(self.state.listeners))
+                if signal_stream is None:
+                    assert stop is not None
+                    await stop.wait()
+                    why = "stop requested"
+                else:
+                    why = await self._until_stop_signal(signal_stream)
+                log.info(
+                    "%s: draining %d connections over %gs, then stopping",
+                    why,
+                    len(engine.conns),
+                    self.config.server.drain_seconds,
+                )
                 self.state.draining = True
                 self.notifier.stopping(f"draining {len(engine.conns)} connections")
                 settings = self.config.server
@@ -147,6 +159,15 @@ class Daemon:
                 )
                 nursery.cancel_scope.cancel()
         log.info("stopped")
+
+    async def _until_stop_signal(self, signals: AsyncIterator[int]) -> str:
+        """Reload on each SIGHUP; the name of the signal that says stop."""
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                self.reload()
+                continue
+            return signal.Signals(signum).name
+        return "signals closed"
 
     def reload(self) -> None:
         """Read the config file again and apply what can change live."""

@@ -8,6 +8,9 @@ from hypothesis import settings
 
 from harness import Clients, Daemon, node_available
 
+# The fixture partysub offers applications (partysub_daemon), tested here too.
+pytest_plugins = ["partysub.testing"]
+
 DaemonFactory = Callable[..., Daemon]
 
 

@@ -11,6 +11,7 @@ import trio
 
 import partysub
 from harness import Daemon
+from partysub.testing import RunningDaemon, running_daemon
 from partysubd.config import DEFAULT_BINDING_TOML
 
 HISTORY = (
@@ -114,3 +115,23 @@ def test_error_frames_are_kept(daemon: Daemon) -> None:
     errors = trio.run(main)
     assert errors and errors[0]["code"] == "bad_topic"
     json.dumps(errors)
+
+
+def test_the_testing_fixture_runs_a_daemon_in_process(partysub_daemon: RunningDaemon) -> None:
+    async def main() -> partysub.Message:
+        async with partysub.connect(partysub_daemon.url, room="r") as sub:
+            await partysub.publish(partysub_daemon.url, "r", "t", "in process")
+            async for message in sub:
+                return message
+        raise AssertionError("no message")
+
+    assert trio.run(main).data == "in process"
+
+
+def test_running_daemon_with_options_and_a_clean_stop() -> None:
+    with running_daemon('[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 10\n') as running:
+        assert running.config.bindings[0].history_messages == 10
+        with urllib.request.urlopen(running.admin + "/health", timeout=5) as response:
+            assert json.loads(response.read()) == {"status": "ok"}
+    with pytest.raises(OSError):
+        urllib.request.urlopen(running.url, timeout=2)
