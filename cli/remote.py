@@ -12,7 +12,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from partysubd.config import Config
 
@@ -34,13 +34,11 @@ class Endpoint:
             host = config.server.host
             if host in ("0.0.0.0", "::", ""):
                 host = "127.0.0.1"
-            url = f"http://{'[' + host + ']' if ':' in host else host}:{config.server.port}"
+            scheme = "https" if config.server.tls else "http"
+            url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{config.server.port}"
         if party is None and config is not None:
             party = config.bindings[0].party_names[0]
         return cls((url or "http://127.0.0.1:1999").rstrip("/"), party or "pubsub")
-
-    def room_path(self, room: str) -> str:
-        return f"/parties/{quote(self.party, safe='')}/{quote(room, safe='')}"
 
 
 @dataclass(frozen=True, slots=True)
