@@ -55,12 +55,6 @@ class Variant(IntEnum):
     def msgpack(self) -> bool:
         return self >= Variant.MSGPACK
 
-    @property
-    def ids(self) -> bool:
-        return self in (Variant.JSON_IDS, Variant.MSGPACK_IDS)
-
-
-VARIANTS = tuple(Variant)
 
 
 @dataclass(frozen=True, slots=True)

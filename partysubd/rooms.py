@@ -20,7 +20,7 @@ from .config import Binding, Config
 from .history import History, Resume
 from .outbox import Outbox
 from .placement import NodeLayout
-from .protocol import VARIANTS, Publish, Variant, encode_message
+from .protocol import Publish, Variant, encode_message
 from .ratelimit import AddressLimiter
 from .stats import Events, LatencyHistogram, RecentTopics, Traffic
 from .topics import SubscriptionIndex, matches
@@ -65,7 +65,7 @@ class Room:
     traffic: Traffic = field(default_factory=Traffic)
     topics: RecentTopics = field(default_factory=RecentTopics)
     # Connections per frame variant: which encodings a publish must make.
-    variants: list[int] = field(default_factory=lambda: [0] * len(VARIANTS))
+    variants: list[int] = field(default_factory=lambda: [0] * len(Variant))
     # Connections by id (_pk): one client may hold several (tabs), and
     # skip-self means all of them.
     by_id: dict[str, set[Subscriber]] = field(default_factory=dict)
