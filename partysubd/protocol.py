@@ -56,7 +56,6 @@ class Variant(IntEnum):
         return self >= Variant.MSGPACK
 
 
-
 @dataclass(frozen=True, slots=True)
 class Publish:
     topic: str
