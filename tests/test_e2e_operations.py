@@ -456,7 +456,10 @@ def test_ready_turns_false_while_draining(start_daemon: Any) -> None:
     )
     clients = Clients(daemon)
     try:
-        clients.connect("held")
+        # Enough connections that the paced drain lasts about a second: with
+        # one, the daemon may be gone before the first probe.
+        for i in range(10):
+            clients.connect(f"held{i}")
         daemon.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 3
         status: int | None = None
