@@ -1,9 +1,11 @@
-"""The control plane: a small JSON API and Prometheus metrics, as an ASGI app.
+"""The control plane: a JSON API, Prometheus metrics and the dashboard, as an ASGI app.
 
 It runs under hypercorn on its own listener (loopback or a unix socket by
 default), never on the public port: ASGI's one-send-per-connection model is
-too slow for fan-out but exactly right for a handful of operator requests.
-Endpoints are documented in docs/admin-api.md.
+too slow for fan-out but exactly right for a handful of operator requests,
+and for the dashboard's live tail, whose viewers get what the hub's bounded
+``Tail`` kept for them rather than a place on the delivery path.
+Endpoints are documented in docs/admin-api.md, the dashboard in docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -12,18 +14,50 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from importlib import resources
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+import trio
+from hypercorn.typing import (
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    Scope,
+    WebsocketAcceptEvent,
+    WebsocketResponseBodyEvent,
+    WebsocketResponseStartEvent,
+    WebsocketScope,
+    WebsocketSendEvent,
+)
 
 from . import inspect, metrics
 from .rooms import Hub
+from .routing import topics_from_query
+from .tail import Tail
 
 # Close code for connections an operator closes (private-use range, RFC 6455 7.4.2).
 CLOSED_BY_OPERATOR = 4000
-# Load balancers and supervisors probe these without credentials.
+# Load balancers and supervisors probe these without credentials; the
+# dashboard's page and assets hold no data (the data comes from the API).
 OPEN_PATHS = frozenset({"/health", "/ready"})
+# A browser cannot put a bearer token on a WebSocket or on every fetch, so the
+# dashboard trades it once (``/?token=``) for this cookie.
+TOKEN_COOKIE = "partysub_admin"
+# The dashboard's files, shipped in the package: no build step.
+ASSETS = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/dashboard/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/dashboard/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+# The page talks only to its own origin, and runs only its own script.
+DASHBOARD_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# A viewer is sent at most this many batches a second: a browser cannot show
+# more, and the tail's window keeps (and counts drops of) what comes between.
+TAIL_INTERVAL = 0.1
 
 
 @dataclass
@@ -55,6 +89,9 @@ class AdminApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await self._serve_tail(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         status, body, content_type, extra = self.handle(
@@ -75,6 +112,8 @@ class AdminApp:
         """Status, body, content type and extra headers for one request."""
         if method not in ("GET", "HEAD", "DELETE"):
             return _json(405, {"error": "only GET or DELETE"}, [(b"allow", b"GET, HEAD, DELETE")])
+        if path in ASSETS and method != "DELETE":
+            return self._asset(path, query)
         if path not in OPEN_PATHS and not self._authorized(headers):
             return _json(
                 401,
@@ -126,9 +165,30 @@ class AdminApp:
                     "/metrics",
                     "/health",
                     "/ready",
+                    "/ (the dashboard)",
+                    "/tail/<party>/<room>?topics=... (WebSocket: live messages)",
                 ],
             },
         )
+
+    def _asset(self, path: str, query: bytes) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
+        """The dashboard's files; on ``/?token=`` also the cookie that stands for the token."""
+        name, content_type = ASSETS[path]
+        body = resources.files(__package__).joinpath("dashboard", name).read_bytes()
+        extra = [
+            (b"content-security-policy", DASHBOARD_CSP),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if path != "/" or self.state.token is None:
+            return 200, body, content_type, extra
+        given = parse_qs(query.decode("latin-1")).get("token")
+        if given is None:
+            return 200, body, content_type, extra
+        if not hmac.compare_digest(given[0].encode(), self.state.token.encode()):
+            return _json(401, {"error": "wrong admin token"})
+        # Strict: the cookie never rides along with a request another site starts.
+        cookie = f"{TOKEN_COOKIE}={quote(given[0])}; Path=/; HttpOnly; SameSite=Strict"
+        return 303, b"", content_type, [(b"location", b"/"), (b"set-cookie", cookie.encode())]
 
     def _disconnect(
         self, path: str, query: bytes
@@ -158,8 +218,86 @@ class AdminApp:
         token = self.state.token
         if token is None:
             return True
+        expected = token.encode()
         given = headers.get(b"authorization", b"")
-        return hmac.compare_digest(given, b"Bearer " + token.encode())
+        if hmac.compare_digest(given, b"Bearer " + expected):
+            return True
+        try:
+            cookies = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1"))
+        except CookieError:
+            return False
+        morsel = cookies.get(TOKEN_COOKIE)
+        return morsel is not None and hmac.compare_digest(unquote(morsel.value).encode(), expected)
+
+    def _tail_refusal(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        if not self._authorized(headers):
+            return 401, "a bearer token (or the dashboard's cookie) is required"
+        origin = headers.get(b"origin")
+        # A page on another site must not read the tail through a viewer's browser.
+        if origin is not None and urlsplit(origin.decode("latin-1")).netloc.encode() != headers.get(
+            b"host"
+        ):
+            return 403, "the tail is only for pages of the control plane's own origin"
+        parts = path.split("/")
+        if len(parts) != 4 or parts[1] != "tail" or not parts[2] or not parts[3]:
+            return 404, "tail a room at /tail/<party>/<room>"
+        if unquote(parts[2]) not in self.state.hub.parties:
+            return 404, f"no party {unquote(parts[2])!r}"
+        return None
+
+    async def _serve_tail(
+        self, scope: WebsocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """A room's messages, live, as JSON batches, to one control-plane WebSocket.
+
+        The client may send ``{"topics": "a,b:*"}`` to change its filter.
+        """
+        if (await receive())["type"] != "websocket.connect":
+            return
+        path: str = scope["path"]
+        refusal = self._tail_refusal(path, dict(scope["headers"]))
+        if refusal is not None:
+            status, reason = refusal
+            body = json.dumps({"error": reason}).encode()
+            await send(
+                WebsocketResponseStartEvent(
+                    type="websocket.http.response.start",
+                    status=status,
+                    headers=[(b"content-type", b"application/json")],
+                )
+            )
+            await send(
+                WebsocketResponseBodyEvent(
+                    type="websocket.http.response.body", body=body, more_body=False
+                )
+            )
+            return
+        _, _, party_name, room_name = (unquote(part) for part in path.split("/"))
+        party = self.state.hub.parties[party_name]
+        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode(), True).items()}
+        woken = trio.Event()
+
+        def wake() -> None:
+            woken.set()
+
+        tail = Tail(room_name, topics_from_query(query), wake=wake)
+        await send(WebsocketAcceptEvent(type="websocket.accept", subprotocol=None, headers=[]))
+        hello = {"tail": {"party": party_name, "room": room_name, "topics": tail.patterns}}
+        await send(_text(json.dumps(hello)))
+        party.tails.add(tail)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_read_tail_requests, receive, tail, nursery.cancel_scope)
+                while True:
+                    await woken.wait()
+                    woken = trio.Event()
+                    batch = tail.take()
+                    if batch is not None:
+                        text = batch.encode(self.state.clock().to_wall).decode()
+                        await send(_text(text))
+                    await trio.sleep(TAIL_INTERVAL)
+        finally:
+            party.tails.remove(tail)
 
 
 def _json(
@@ -167,6 +305,28 @@ def _json(
 ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
     body = json.dumps(payload, indent=2).encode() + b"\n"
     return status, body, "application/json", extra or []
+
+
+def _text(text: str) -> WebsocketSendEvent:
+    return WebsocketSendEvent(type="websocket.send", bytes=None, text=text)
+
+
+async def _read_tail_requests(
+    receive: ASGIReceiveCallable, tail: Tail, done: trio.CancelScope
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            done.cancel()
+            return
+        if message["type"] != "websocket.receive":
+            continue
+        try:
+            request = json.loads(message.get("text") or "")
+        except ValueError:
+            continue
+        if isinstance(request, dict) and isinstance(request.get("topics"), str):
+            tail.patterns = topics_from_query({"topics": request["topics"]}) or ("*",)
 
 
 async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

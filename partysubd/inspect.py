@@ -90,6 +90,7 @@ def rooms_view(hub: Hub) -> dict[str, Any]:
             {
                 "binding": party.binding.name,
                 "party": party.binding.party_names[0],
+                "names": list(party.binding.party_names),
                 **traffic_view(party),
                 "rooms": [
                     {

@@ -23,6 +23,7 @@ from .placement import NodeLayout
 from .protocol import Publish, Variant, encode_message
 from .ratelimit import AddressLimiter
 from .stats import Events, LatencyHistogram, RecentTopics, Traffic
+from .tail import Tails
 from .topics import SubscriptionIndex, matches
 
 
@@ -88,6 +89,8 @@ class Party:
     traffic: Traffic = field(default_factory=Traffic)
     # Per client address: new connections, and HTTP publishes.
     connect_limiter: AddressLimiter = field(init=False)
+    # Control-plane viewers of its rooms' messages (the dashboard's live tail).
+    tails: Tails = field(default_factory=Tails)
     http_limiter: AddressLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -323,6 +326,9 @@ class Hub:
         room.traffic.add(size, delivered)
         room.party.traffic.add(size, delivered)
         room.topics.seen(topic, now)
+        tails = room.party.tails
+        if tails:
+            tails.offer(room.name, message, history.cursor(seq), now)
         if self.unflushed_since is None and delivered:
             self.unflushed_since = now
         return delivered

@@ -344,6 +344,9 @@ class Session:
             delivered = self.hub.publish(
                 room, message, post.skip, self.last_seen, skip_publisher=True
             )
+        elif found.party.tails:
+            # Nobody to deliver to, but a viewer may be watching the room.
+            found.party.tails.offer(found.room, message, None, self.last_seen)
         log.debug(
             "POST %s/%s topic %s via node %s from %s: %s deliveries",
             found.party.binding.name,

@@ -161,3 +161,52 @@ def test_admin_routes_and_auth() -> None:
     assert status == 200 and content_type.startswith("text/plain") and b"partysub_rooms" in body
     state.draining = True
     assert app.handle("GET", "/ready", {})[0] == 503
+
+
+def test_dashboard_files_and_the_token_cookie() -> None:
+    state = AdminState(
+        hub=make_hub(), version="1", started=0.0, clock=lambda: Clock(5.0, 100.0), token="t0k"
+    )
+    app = AdminApp(state)
+    status, body, content_type, extra = app.handle("GET", "/", {})
+    assert status == 200 and content_type.startswith("text/html") and b"/dashboard/app.js" in body
+    assert dict(extra)[b"content-security-policy"].startswith(b"default-src 'none'")
+    for path, kind in (
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+    ):
+        status, body, content_type, _ = app.handle("GET", path, {})
+        assert status == 200 and content_type.startswith(kind) and body
+    assert app.handle("GET", "/?token=wrong", {}, b"token=wrong")[0] == 401
+    status, _, _, extra = app.handle("GET", "/", {}, b"token=t0k")
+    headers = dict(extra)
+    assert status == 303 and headers[b"location"] == b"/"
+    cookie = headers[b"set-cookie"].decode()
+    assert cookie.startswith("partysub_admin=t0k;") and "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert app.handle("GET", "/rooms", {b"cookie": b"partysub_admin=t0k"})[0] == 200
+    assert app.handle("GET", "/rooms", {b"cookie": b"partysub_admin=nope"})[0] == 401
+    assert app.handle("GET", "/rooms", {b"cookie": b"\x00garbage;;="})[0] == 401
+    assert app.handle("DELETE", "/", {})[0] == 401, "DELETE never reaches the page"
+
+
+def refused(app: AdminApp, path: str, headers: dict[bytes, bytes]) -> int:
+    refusal = app._tail_refusal(path, headers)
+    assert refusal is not None, "refused"
+    return refusal[0]
+
+
+def test_tail_refusals() -> None:
+    state = AdminState(
+        hub=make_hub(), version="1", started=0.0, clock=lambda: Clock(5.0, 100.0), token="t0k"
+    )
+    app = AdminApp(state)
+    auth = {b"authorization": b"Bearer t0k", b"host": b"127.0.0.1:2000"}
+    assert app._tail_refusal("/tail/pubsub/r", auth) is None
+    assert refused(app, "/tail/pubsub/r", {b"host": b"127.0.0.1:2000"}) == 401
+    evil = {**auth, b"origin": b"https://evil.example"}
+    assert refused(app, "/tail/pubsub/r", evil) == 403
+    same = {**auth, b"origin": b"http://127.0.0.1:2000"}
+    assert app._tail_refusal("/tail/pubsub/r", same) is None
+    assert refused(app, "/tail/nope/r", auth) == 404
+    assert refused(app, "/tail/pubsub", auth) == 404
