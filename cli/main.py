@@ -123,6 +123,13 @@ def serve(
             help="Control plane listener (overrides [admin] listen): host:port, unix:/path, off.",
         ),
     ] = None,
+    cluster_name: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-name",
+            help="This daemon's name in the cluster (overrides [cluster] name).",
+        ),
+    ] = None,
 ) -> None:
     """Run the daemon in the foreground; SIGHUP reloads the config, SIGTERM drains and stops.
 
@@ -131,6 +138,8 @@ def serve(
       partysub serve
 
       partysub serve -c /etc/partysub/partysub.toml --port 8080 --log-format json
+
+      partysub serve -c cluster.toml --cluster-name web-1 --admin-listen unix:/run/partysub/1.sock
     """
     from partysubd.daemon import Overrides, StartupError, run
     from partysubd.logs import setup_logging
@@ -144,7 +153,11 @@ def serve(
         raise typer.BadParameter(
             "must be host:port, unix:/path or off", param_hint="--admin-listen"
         )
-    overrides = Overrides(host, port, log_level.lower() if log_level else None, admin_listen)
+    if cluster_name is not None and loaded.cluster is None:
+        raise typer.BadParameter("the config has no [cluster]", param_hint="--cluster-name")
+    overrides = Overrides(
+        host, port, log_level.lower() if log_level else None, admin_listen, cluster_name
+    )
     admin = overrides.apply(loaded).admin
     if not admin.loopback and admin.token is None:
         _fail(
@@ -309,6 +322,24 @@ def rooms(
 
 
 @app.command()
+def cluster(
+    config: ConfigOption = None,
+    admin: AdminOption = None,
+    token: TokenOption = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """List the daemons of the cluster: name, location, address, connections, last seen.
+
+    Example: partysub cluster -c /etc/partysub/partysub.toml
+    """
+    payload = _get(_admin(admin, token, config), "/cluster")
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        views.cluster(Console(), payload)
+
+
+@app.command()
 def room(
     name: Annotated[str, typer.Argument(metavar="ROOM", help="Room name.")],
     party: PartyOption = None,
@@ -447,6 +478,13 @@ def config_check(config: ConfigOption = None) -> None:
             f"{binding.name}: parties {', '.join(binding.party_names)}; "
             f"{len(layout.node_ids)} nodes per room ({spread})"
         )
+    if loaded.cluster is not None:
+        c = loaded.cluster
+        typer.echo(
+            f"cluster: Redis in {c.mode} mode, name {c.name or '<host>-<pid>'}, "
+            f"location {c.location or '-'}; heartbeat every {c.heartbeat_seconds:g}s, "
+            f"gone after {c.dead_after_seconds:g}s"
+        )
     typer.echo(f"{loaded.source}: OK")
 
 
@@ -483,9 +521,26 @@ def effective(config: Config) -> dict[str, Any]:
             for b in config.bindings
         ],
     }
+    if config.cluster is not None:
+        cluster = {f: getattr(config.cluster, f) for f in config.cluster.__dataclass_fields__}
+        cluster["redis_url"] = _without_password(cluster["redis_url"])
+        document["cluster"] = cluster
     if config.location_countries:
         document["location_countries"] = {k: list(v) for k, v in config.location_countries.items()}
     return document
+
+
+def _without_password(url: str) -> str:
+    """A Redis URL fit to print: a password in it is shown as set."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{user}:<set>@{host}{port}").geturl()
 
 
 def run() -> None:

@@ -43,6 +43,46 @@ def rooms(console: Console, payload: dict[str, Any]) -> None:
         f"{t['connections']} connections in {t['rooms']} rooms on {t['nodes']} nodes; "
         f"{t['messages_in']} published, {t['messages_out']} delivered since start"
     )
+    whole = payload.get("cluster")
+    if whole is not None:
+        console.print(
+            f"cluster: {whole['connections']} connections in {whole['rooms']} rooms "
+            f"on {whole['daemons']} daemons"
+        )
+        table = Table(title="rooms across the cluster")
+        for column in ("party", "room", "connections", "daemons"):
+            table.add_column(column, justify="left" if column in ("party", "room") else "right")
+        for entry in whole["rooms"]:
+            table.add_row(
+                entry["party"], entry["room"], str(entry["connections"]), str(entry["daemons"])
+            )
+        console.print(table)
+
+
+def cluster(console: Console, payload: dict[str, Any]) -> None:
+    table = Table(title="daemons")
+    columns = ("name", "location", "address", "connections", "rooms", "pending", "last seen")
+    for column in columns:
+        left = column in ("name", "location", "address")
+        table.add_column(column, justify="left" if left else "right")
+    for d in payload["daemons"]:
+        table.add_row(
+            d["name"] + (" (this)" if d["self"] else ""),
+            d["location"],
+            d["address"],
+            str(d["connections"]),
+            str(d["rooms"]),
+            str(d["pending"]),
+            _duration(d["last_seen"]) + " ago",
+        )
+    console.print(table)
+    link = payload["link"]
+    t = payload["totals"]
+    state = "connected" if link["connected"] else f"not connected: {link['reason']}"
+    console.print(
+        f"{t['daemons']} daemons, {t['connections']} connections in {t['rooms']} rooms; "
+        f"this daemon's Redis link: {state}"
+    )
 
 
 def room(console: Console, detail: dict[str, Any], connections: dict[str, Any]) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import trio
@@ -32,9 +33,13 @@ from hypercorn.typing import (
 )
 
 from . import inspect, metrics
+from .members import cluster_view
 from .rooms import Hub
 from .routing import topics_from_query
 from .tail import Tail
+
+if TYPE_CHECKING:
+    from .cluster import ClusterLink
 
 # Close code for connections an operator closes (private-use range, RFC 6455 7.4.2).
 CLOSED_BY_OPERATOR = 4000
@@ -76,6 +81,8 @@ class AdminState:
     # Called after the control plane queued something on a connection (a close):
     # wakes the engine's flusher.
     wake: Callable[[], None] = lambda: None
+    # The link to the other daemons, when the config has [cluster].
+    cluster: ClusterLink | None = None
 
 
 class AdminApp:
@@ -129,7 +136,11 @@ class AdminApp:
         if path == "/ready":
             if state.draining:
                 return _json(503, {"ready": False, "reason": "draining: shutting down"})
+            if state.cluster is not None and not state.cluster.connected:
+                return _json(503, {"ready": False, "reason": state.cluster.reason})
             return _json(200, {"ready": True})
+        if path == "/cluster":
+            return self._cluster()
         if path == "/metrics":
             return 200, metrics.render(self.registry), metrics.CONTENT_TYPE, []
         if path == "/daemon":
@@ -143,7 +154,11 @@ class AdminApp:
             )
             return _json(200, {**view, "tasks": state.tasks()})
         if path == "/rooms":
-            return _json(200, inspect.rooms_view(hub))
+            view = inspect.rooms_view(hub)
+            if state.cluster is not None:
+                whole = cluster_view(state.cluster.members, state.cluster.name, time.time())
+                view["cluster"] = {**whole["totals"], "rooms": whole["rooms"]}
+            return _json(200, view)
         parts = path.split("/")
         if len(parts) in (4, 5) and parts[1] == "rooms" and parts[2] and parts[3]:
             room = inspect.find_room(hub, unquote(parts[2]), unquote(parts[3]))
@@ -162,6 +177,7 @@ class AdminApp:
                     "/rooms",
                     "/rooms/<party>/<room>",
                     "/rooms/<party>/<room>/connections",
+                    "/cluster",
                     "/metrics",
                     "/health",
                     "/ready",
@@ -189,6 +205,27 @@ class AdminApp:
         # Strict: the cookie never rides along with a request another site starts.
         cookie = f"{TOKEN_COOKIE}={quote(given[0])}; Path=/; HttpOnly; SameSite=Strict"
         return 303, b"", content_type, [(b"location", b"/"), (b"set-cookie", cookie.encode())]
+
+    def _cluster(self) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
+        link = self.state.cluster
+        if link is None:
+            return _json(
+                404, {"error": "this daemon is not in a cluster: the config has no [cluster]"}
+            )
+        view = cluster_view(link.members, link.name, time.time())
+        view["link"] = {
+            "name": link.name,
+            "connected": link.connected,
+            "reason": link.reason or None,
+            "mode": link.settings.mode,
+            "pending": len(link.outbound),
+            "dropped": link.outbound.dropped,
+            "relayed_out_batches": link.relayed_out,
+            "relayed_in_messages": link.relayed_in,
+            "bad_batches": link.bad_batches,
+            "channels": len(link.interest.channels),
+        }
+        return _json(200, view)
 
     def _disconnect(
         self, path: str, query: bytes

@@ -94,6 +94,9 @@ class ServerSettings:
     # TLS on the public listener: PEM certificate chain and private key.
     tls_cert: str = ""
     tls_key: str = ""
+    # SO_REUSEPORT: several daemons on one host share the public port, and the
+    # kernel spreads new connections over them (one process per core).
+    reuse_port: bool = False
 
     @property
     def tls(self) -> bool:
@@ -132,6 +135,29 @@ class AdminSettings:
             return False
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """``[cluster]``: daemons joined through Redis (docs/cluster.md)."""
+
+    # redis://[[user]:password@]host:port[/db], rediss:// for TLS.
+    redis_url: str
+    # "single" (one Redis server, classic pub/sub) or "cluster" (Redis
+    # Cluster, sharded pub/sub: SPUBLISH/SSUBSCRIBE, a room per channel).
+    mode: str = "single"
+    # Unique per daemon; empty: "<hostname>-<pid>", chosen at start.
+    name: str = ""
+    location: str = ""
+    # Keys and channels start with this, so clusters can share a Redis.
+    prefix: str = "partysub"
+    heartbeat_seconds: float = 2.0
+    # A daemon not heard from for this long is dropped from the cluster view.
+    dead_after_seconds: float = 6.0
+    # Messages for other daemons kept while Redis is unreachable; past it the
+    # oldest are dropped and counted.
+    max_pending_messages: int = 10_000
+
+
+CLUSTER_MODES = ("single", "cluster")
 SLOW_CONSUMER_POLICIES = ("disconnect", "drop", "latest")
 
 
@@ -190,6 +216,7 @@ class Config:
     admin: AdminSettings = field(default_factory=AdminSettings)
     location_countries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[ConfigIssue, ...] = ()
+    cluster: ClusterSettings | None = None
 
     def parties(self) -> dict[str, Binding]:
         """URL party name -> binding."""
@@ -327,6 +354,17 @@ def _slow_consumer(value: Any) -> str | None:
     return f"must be one of {', '.join(SLOW_CONSUMER_POLICIES)}"
 
 
+def _redis_url(value: Any) -> str | None:
+    scheme = str(value).partition("://")[0]
+    if scheme in ("redis", "rediss", "unix"):
+        return None
+    return "must be a redis://, rediss:// or unix:// URL"
+
+
+def _cluster_mode(value: Any) -> str | None:
+    return None if value in CLUSTER_MODES else f"must be one of {', '.join(CLUSTER_MODES)}"
+
+
 def _log_level(value: Any) -> str | None:
     levels = ("debug", "info", "warning", "error")
     return None if value in levels else f"must be one of {', '.join(levels)}"
@@ -385,6 +423,17 @@ _SERVER_KEYS: dict[str, _Key] = {
     "client_address_header": _Key("str"),
     "tls_cert": _Key("str", _not_empty),
     "tls_key": _Key("str", _not_empty),
+    "reuse_port": _Key("bool"),
+}
+_CLUSTER_KEYS: dict[str, _Key] = {
+    "redis_url": _Key("str", _redis_url),
+    "mode": _Key("str", _cluster_mode),
+    "name": _Key("str"),
+    "location": _Key("str"),
+    "prefix": _Key("str", _not_empty),
+    "heartbeat_seconds": _Key("number", _positive),
+    "dead_after_seconds": _Key("number", _positive),
+    "max_pending_messages": _Key("int", _positive),
 }
 _ADMIN_KEYS: dict[str, _Key] = {
     "listen": _Key("str", _listen),
@@ -435,7 +484,15 @@ _PUBSUB_KEYS: dict[str, _Key] = {
     "api_keys": _Key("str_list", _api_key_hashes),
 }
 _RATE_KEYS = tuple(f.name for f in dataclass_fields(RateLimits))
-_TOP_KEYS = {"server", "admin", "durable_objects", "migrations", "pubsub", "location_countries"}
+_TOP_KEYS = {
+    "server",
+    "admin",
+    "cluster",
+    "durable_objects",
+    "migrations",
+    "pubsub",
+    "location_countries",
+}
 # Top-level wrangler keys that a wrangler.toml carries and the daemon has no use for.
 _WRANGLER_KEYS = {"name", "main", "compatibility_date", "compatibility_flags", "vars", "account_id"}
 
@@ -519,6 +576,7 @@ class _Checker:
                 "one message must fit in a connection's outgoing buffer",
             )
         admin = self.admin(doc.get("admin", {}))
+        cluster = self.cluster(doc["cluster"]) if "cluster" in doc else None
         countries = self.location_countries(doc.get("location_countries", {}))
         classes = self.migrations(doc.get("migrations"))
         bindings = self.bindings(doc.get("durable_objects"), classes)
@@ -536,7 +594,24 @@ class _Checker:
             bindings=tuple(b for b in built if b is not None),
             location_countries=countries,
             warnings=tuple(self.issues),
+            cluster=cluster,
         )
+
+    def cluster(self, value: Any) -> ClusterSettings | None:
+        path: KeyPath = ("cluster",)
+        keys = self.table(value, path, _CLUSTER_KEYS)
+        if "redis_url" not in keys:
+            if isinstance(value, dict) and "redis_url" not in value:
+                self.error(path, 'redis_url is required, e.g. redis_url = "redis://127.0.0.1:6379"')
+            return None
+        settings = ClusterSettings(**keys)
+        if settings.dead_after_seconds <= settings.heartbeat_seconds:
+            self.error(
+                (*path, "dead_after_seconds"),
+                f"must be longer than heartbeat_seconds ({settings.heartbeat_seconds:g}): "
+                "a live daemon would keep dropping out of the view",
+            )
+        return settings
 
     def admin(self, value: Any) -> AdminSettings:
         path: KeyPath = ("admin",)

@@ -8,7 +8,9 @@ SIGTERM/SIGINT drain and stop.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from . import __version__, inspect
 from .admin import AdminApp, AdminState
+from .cluster import ClusterLink
 from .config import AdminSettings, Config, ConfigError, load_config
 from .engine import Engine, open_listener
 from .logs import set_level
@@ -47,10 +50,13 @@ class Overrides:
     port: int | None = None
     log_level: str | None = None
     admin_listen: str | None = None
+    cluster_name: str | None = None
 
     def apply(self, config: Config) -> Config:
         if self.admin_listen is not None:
             config = replace(config, admin=replace(config.admin, listen=self.admin_listen))
+        if self.cluster_name is not None and config.cluster is not None:
+            config = replace(config, cluster=replace(config.cluster, name=self.cluster_name))
         server = config.server
         if self.host is not None:
             server = replace(server, host=self.host)
@@ -100,7 +106,9 @@ class Daemon:
                 tls_context = server_context(settings.tls_cert, settings.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise StartupError(f"cannot use the TLS certificate: {exc}") from None
-        listener = open_listener(settings.host, settings.port, settings.backlog)
+        listener = open_listener(
+            settings.host, settings.port, settings.backlog, settings.reuse_port
+        )
         engine = self.engine = Engine(self.hub, listener, tls_context)
         self.state.wake = engine.wake
         self.state.tasks = lambda: trio.lowlevel.current_statistics().tasks_living
@@ -115,6 +123,18 @@ class Daemon:
                 host, port = engine.address
                 scheme = "https" if tls_context is not None else "http"
                 self.state.listeners["public"] = f"{scheme}://{host}:{port}"
+                link = None
+                if self.config.cluster is not None:
+                    cluster = self.config.cluster
+                    link = ClusterLink(
+                        cluster,
+                        self.hub,
+                        cluster.name or f"{socket.gethostname()}-{os.getpid()}",
+                        self.state.listeners["public"],
+                        engine.wake,
+                    )
+                    self.state.cluster = link
+                    nursery.start_soon(link.run)
                 if self.config.admin.enabled:
                     binds = await nursery.start(
                         serve_admin, AdminApp(self.state), self.config.admin
@@ -133,6 +153,13 @@ class Daemon:
                         for b in self.config.bindings
                     ),
                 )
+                if link is not None:
+                    log.info(
+                        "cluster: this daemon is %s (location %r), Redis in %s mode",
+                        link.name,
+                        link.settings.location,
+                        link.settings.mode,
+                    )
                 self.notifier.ready(self.status())
                 nursery.start_soon(self._report_status)
                 task_status.started(dict(self.state.listeners))
@@ -157,6 +184,8 @@ class Daemon:
                     settings.drain_seconds,
                     settings.shutdown_timeout,
                 )
+                if link is not None:
+                    await link.leave()
                 nursery.cancel_scope.cancel()
         log.info("stopped")
 

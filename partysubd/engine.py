@@ -50,13 +50,15 @@ class Conn(Session):
         return bool(self.out.size or (self.tls is not None and self.tls.pending))
 
 
-def open_listener(host: str, port: int, backlog: int) -> socket.socket:
+def open_listener(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(backlog)
         sock.setblocking(False)

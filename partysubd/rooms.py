@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -108,6 +108,10 @@ class Party:
             self._make_limiters()
 
 
+# (party, room name, message, publisher id, skip every socket of the publisher)
+Relay = Callable[["Party", str, Publish, str | None, bool], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Membership:
     room: Room
@@ -133,6 +137,11 @@ class Hub:
         # Rooms with no connections kept for their history until it expires.
         self.idle_rooms: set[Room] = set()
         self._next_limiter_sweep = 0.0
+        # In a cluster (cluster.py sets these): every local publish is handed
+        # to ``relay`` for the other daemons, and ``interest`` hears when a
+        # room gains its first connection (True) or loses its last (False).
+        self.relay: Relay | None = None
+        self.interest: Callable[[Party, str, bool], None] | None = None
 
     def apply(self, config: Config) -> None:
         """Run with ``config`` from now on: new bindings become parties, changed ones update."""
@@ -199,6 +208,8 @@ class Hub:
         node_id = self._node_id(room, country)
         node = room.nodes.get(node_id)
         if node is None:
+            if not room.nodes and self.interest is not None:
+                self.interest(party, room_name, True)
             node = room.nodes[node_id] = Node(node_id, room.layout.location_of(node_id))
             room.node_counts.append((now, len(room.nodes)))
         node.index.set_patterns(subscriber, patterns)
@@ -223,6 +234,8 @@ class Hub:
             del room.nodes[node.id]
             room.node_counts.append((now, len(room.nodes)))
             if not room.nodes:
+                if self.interest is not None:
+                    self.interest(room.party, room.name, False)
                 self._release(room)
 
     def _release(self, room: Room) -> None:
@@ -261,6 +274,7 @@ class Hub:
         now: float,
         *,
         skip_publisher: bool = False,
+        relayed: bool = False,
     ) -> int | None:
         """Deliver to every subscriber of the topic on every node; how many were reached.
 
@@ -268,6 +282,7 @@ class Hub:
         asked for skip-self are left out (``skip_publisher``: all of them, as
         an HTTP publish naming ``?_pk=`` asks). None when the message repeats
         an idempotency key still in the history: it was delivered already.
+        ``relayed``: it came from another daemon, which relayed it already.
         This is the fan-out hot path: each variant in use is encoded once, and
         each delivery is an append to an outbox, no awaiting, no copying.
         """
@@ -329,9 +344,49 @@ class Hub:
         tails = room.party.tails
         if tails:
             tails.offer(room.name, message, history.cursor(seq), now)
+        if self.relay is not None and not relayed:
+            self.relay(room.party, room.name, message, publisher, skip_publisher)
         if self.unflushed_since is None and delivered:
             self.unflushed_since = now
         return delivered
+
+    def publish_elsewhere(
+        self,
+        party: Party,
+        room_name: str,
+        message: Publish,
+        publisher: str | None,
+        now: float,
+        skip_publisher: bool = False,
+    ) -> None:
+        """A publish to a room with no connections here: other daemons may have some."""
+        if party.tails:
+            party.tails.offer(room_name, message, None, now)
+        if self.relay is not None:
+            self.relay(party, room_name, message, publisher, skip_publisher)
+
+    def deliver_relayed(
+        self,
+        binding: str,
+        room_name: str,
+        message: Publish,
+        publisher: str | None,
+        skip_publisher: bool,
+        now: float,
+    ) -> int:
+        """A publish from another daemon, to this daemon's subscribers of the room."""
+        party = self.parties_by_binding.get(binding)
+        if party is None:
+            return 0
+        room = party.rooms.get(room_name)
+        if room is None or not room.nodes:
+            if party.tails:
+                party.tails.offer(room_name, message, None, now)
+            return 0
+        delivered = self.publish(
+            room, message, publisher, now, skip_publisher=skip_publisher, relayed=True
+        )
+        return delivered or 0
 
     def take_dirty(self) -> list[Subscriber]:
         dirty = self.dirty

@@ -344,9 +344,12 @@ class Session:
             delivered = self.hub.publish(
                 room, message, post.skip, self.last_seen, skip_publisher=True
             )
-        elif found.party.tails:
-            # Nobody to deliver to, but a viewer may be watching the room.
-            found.party.tails.offer(found.room, message, None, self.last_seen)
+        else:
+            # Nobody here to deliver to; other daemons of a cluster, or a
+            # viewer of the room's tail, may still want it.
+            self.hub.publish_elsewhere(
+                found.party, found.room, message, post.skip, self.last_seen, skip_publisher=True
+            )
         log.debug(
             "POST %s/%s topic %s via node %s from %s: %s deliveries",
             found.party.binding.name,

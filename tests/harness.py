@@ -346,3 +346,66 @@ def masked_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) ->
     else:
         header = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
     return header + b"\x00\x00\x00\x00" + payload
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, with no persistence.
+
+    ``stop`` and ``start`` again keep the port, so a test can take Redis away
+    from running daemons and give it back (empty, as after a crash).
+    """
+
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
+        if shutil.which("redis-server") is None:
+            raise AssertionError(
+                "these tests need redis-server (Debian: apt-get install redis-server)"
+            )
+        self.port = port or free_port()
+        self.dir = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while self.cli("PING") != "PONG":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout.strip()
+
+    def subscribers(self, channel: str) -> int:
+        """How many connections are subscribed to ``channel`` (PUBSUB NUMSUB)."""
+        lines = self.cli("PUBSUB", "NUMSUB", channel).splitlines()
+        return int(lines[1]) if len(lines) == 2 else 0

@@ -478,12 +478,17 @@ def test_ready_turns_false_while_draining(start_daemon: Any) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    unit = (ROOT / "config" / "partysub.service").read_text()
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [("partysub.service", "partysub.service"), ("partysub@.service", "partysub@0.service")],
+)
+def test_systemd_unit_verifies(tmp_path: Path, source: str, name: str) -> None:
+    unit = (ROOT / "config" / source).read_text()
     executable = shutil.which("partysub")
     assert executable, "the partysub command is installed"
     unit = unit.replace("/usr/local/bin/partysub", executable)
-    path = tmp_path / "partysub.service"
+    # A template is verified as one of its instances.
+    path = tmp_path / name
     path.write_text(unit)
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True

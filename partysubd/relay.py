@@ -1,0 +1,184 @@
+"""What crosses between daemons of a cluster: batches of publishes, per room.
+
+Sans-I/O: the Redis link (cluster.py) moves the bytes; this decides them.
+
+* A room's messages travel on one channel, ``<prefix>:{<binding>:<room>}``
+  (the braces are a Redis Cluster hash tag: the room's channel lands on one
+  shard, rooms spread over all of them).
+* Each message is encoded once, when published; what is sent is a batch per
+  channel per tick: ``msgpack([origin, [item, item, ...]])``. A receiver
+  skips batches from itself, so each daemon delivers each message once: its
+  own publishes locally, everyone else's from Redis.
+* ``Outbound`` keeps batches in publish order until the link takes them. While
+  Redis is away it keeps at most ``limit`` messages, dropping the oldest and
+  counting them, so a long outage costs bounded memory and a number in the
+  metrics, never an unbounded queue.
+* ``Interest`` is the set of channels this daemon must be subscribed to: the
+  rooms it has connections in. It hands out changes, and all of it again
+  after a reconnect.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .protocol import Publish
+
+
+def channel_for(prefix: str, binding: str, room: str) -> str:
+    return f"{prefix}:{{{binding}:{room}}}"
+
+
+def room_of(prefix: str, channel: str) -> tuple[str, str] | None:
+    """(binding, room) of a room channel, or None for anything else."""
+    head = prefix + ":{"
+    if not channel.startswith(head) or not channel.endswith("}"):
+        return None
+    binding, sep, room = channel[len(head) : -1].partition(":")
+    if not sep or not binding or not room:
+        return None
+    return binding, room
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """A publish that arrived from another daemon."""
+
+    origin: str
+    message: Publish
+    # The publishing connection's id: its skip-self sockets here are left out.
+    publisher: str | None
+    # An HTTP publish naming ?_pk= skips every socket of that id.
+    skip_publisher: bool
+
+
+def encode_item(message: Publish, publisher: str | None, skip_publisher: bool) -> bytes:
+    data = message.data if message.has_data else None
+    packed: bytes = msgpack.packb(
+        [message.topic, data, message.has_data, publisher, skip_publisher]
+    )
+    return packed
+
+
+def encode_batch(origin: str, items: list[bytes]) -> bytes:
+    # Items are already msgpack: splice them into an array rather than decode
+    # and encode again (msgpack arrays are a header and the items back to back).
+    return b"".join([b"\x92", msgpack.packb(origin), _array_header(len(items)), *items])
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+class BadBatch(ValueError):
+    """A payload on a room channel that is not a batch: logged and skipped."""
+
+
+def decode_batch(payload: bytes) -> tuple[str, list[Relayed]]:
+    try:
+        decoded: Any = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        origin, items = decoded
+        relayed = []
+        for topic, data, has_data, publisher, skip_publisher in items:
+            if not isinstance(topic, str) or not isinstance(has_data, bool):
+                raise BadBatch("malformed item")
+            if publisher is not None and not isinstance(publisher, str):
+                raise BadBatch("malformed publisher")
+            relayed.append(
+                Relayed(origin, Publish(topic, data, has_data), publisher, bool(skip_publisher))
+            )
+    except (ValueError, TypeError, msgpack.ExtraData) as exc:
+        raise BadBatch(str(exc)) from None
+    if not isinstance(origin, str):
+        raise BadBatch("malformed origin")
+    return origin, relayed
+
+
+class Outbound:
+    """Messages for the other daemons, by channel, in publish order, bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        # One queue of (channel, item) in publish order: batching per channel
+        # happens when taken, so order across channels is kept too.
+        self._queue: deque[tuple[str, bytes]] = deque()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, channel: str, item: bytes) -> bool:
+        """Queue one message; whether the queue was empty (the sender must wake)."""
+        queue = self._queue
+        was_empty = not queue
+        if len(queue) >= self.limit:
+            queue.popleft()
+            self.dropped += 1
+        queue.append((channel, item))
+        return was_empty
+
+    def take(self, origin: str, most: int = 10_000) -> list[tuple[str, bytes]]:
+        """Up to ``most`` messages as one batch per channel, channels in order of first use."""
+        queue = self._queue
+        by_channel: dict[str, list[bytes]] = {}
+        for _ in range(min(most, len(queue))):
+            channel, item = queue.popleft()
+            by_channel.setdefault(channel, []).append(item)
+        return [(channel, encode_batch(origin, items)) for channel, items in by_channel.items()]
+
+    def put_back(self, batches: list[tuple[str, bytes]], origin: str) -> None:
+        """Batches the link could not send go back in front, in order (a lost connection)."""
+        restored: list[tuple[str, bytes]] = []
+        for channel, payload in batches:
+            _, relayed = decode_batch(payload)
+            restored += [
+                (channel, encode_item(r.message, r.publisher, r.skip_publisher)) for r in relayed
+            ]
+        for entry in reversed(restored):
+            self._queue.appendleft(entry)
+        while len(self._queue) > self.limit:
+            self._queue.popleft()
+            self.dropped += 1
+
+
+class Interest:
+    """The channels this daemon must listen on, and what changed since last asked."""
+
+    def __init__(self) -> None:
+        self.channels: set[str] = set()
+        self._changes: dict[str, bool] = {}  # channel -> subscribe (True) / unsubscribe
+
+    def want(self, channel: str, wanted: bool) -> bool:
+        """Record a change; whether the link has something new to do."""
+        if wanted == (channel in self.channels):
+            return False
+        if wanted:
+            self.channels.add(channel)
+        else:
+            self.channels.discard(channel)
+        if self._changes.get(channel) is (not wanted):
+            # Undone before the link acted on it.
+            del self._changes[channel]
+        else:
+            self._changes[channel] = wanted
+        return True
+
+    def take_changes(self) -> tuple[list[str], list[str]]:
+        """(subscribe, unsubscribe) since the last call."""
+        changes, self._changes = self._changes, {}
+        subscribe = [c for c, wanted in changes.items() if wanted]
+        unsubscribe = [c for c, wanted in changes.items() if not wanted]
+        return subscribe, unsubscribe
+
+    def restart(self) -> list[str]:
+        """Everything to subscribe on a new connection; pending changes are included."""
+        self._changes = {}
+        return sorted(self.channels)

@@ -1,0 +1,244 @@
+"""Daemons joined through a real Redis: delivery, faults, membership, a shared port.
+
+Each test starts redis-server on a free loopback port and daemons as
+subprocesses; clients are real partysocket instances on Node.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import Clients, Daemon, RedisServer, free_port, node_available
+from partysubd.config import DEFAULT_BINDING_TOML
+
+CHANNEL = "partysub:{PubSub:lobby}"
+
+
+def cluster_toml(redis_url: str, extra: str = "") -> str:
+    return (
+        f'[cluster]\nredis_url = "{redis_url}"\nheartbeat_seconds = 0.3\n'
+        f"dead_after_seconds = 1.2\n{extra}\n" + DEFAULT_BINDING_TOML
+    )
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clients_for() -> Iterator[Callable[[Daemon], Clients]]:
+    if not node_available():
+        pytest.fail("Node and tests/js/node_modules are needed: run `npm ci --prefix tests/js`")
+    started: list[Clients] = []
+
+    def make(daemon: Daemon) -> Clients:
+        clients = Clients(daemon)
+        started.append(clients)
+        return clients
+
+    yield make
+    for clients in started:
+        clients.stop()
+
+
+def admin(daemon: Daemon, path: str) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    assert daemon.admin
+    try:
+        with urllib.request.urlopen(daemon.admin + path, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_cluster(
+    start_daemon: Any, redis: RedisServer, count: int, extra: str = ""
+) -> list[Daemon]:
+    daemons = [
+        start_daemon(cluster_toml(redis.url, extra), "--cluster-name", f"d{i}")
+        for i in range(count)
+    ]
+    wait_until(
+        lambda: all(len(admin(d, "/cluster")[1]["daemons"]) == count for d in daemons),
+        what=f"{count} daemons to see each other",
+    )
+    return daemons
+
+
+def post(daemon: Daemon, topic: str, data: Any, room: str = "lobby") -> None:
+    status, body, _ = daemon.post(
+        f"/parties/pubsub/{room}", json.dumps({"topic": topic, "data": data})
+    )
+    assert status == 200, body
+
+
+def test_three_daemons_deliver_every_message_once_in_publisher_order(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    daemons = start_cluster(start_daemon, redis, 3)
+    clients = [clients_for(d) for d in daemons]
+    for i, c in enumerate(clients):
+        c.connect(f"sub{i}", room="lobby")
+        c.connect(f"pub{i}", room="lobby", query={"topics": ""})
+    wait_until(lambda: redis.subscribers(CHANNEL) == 3, what="every daemon subscribed")
+    per_source = 40
+    for k in range(per_source):
+        for i, c in enumerate(clients):
+            c.send(f"pub{i}", {"topic": "t", "data": {"src": f"ws{i}", "n": k}})
+        for i, d in enumerate(daemons):
+            post(d, "t", {"src": f"http{i}", "n": k})
+    expected = 6 * per_source
+    for i, c in enumerate(clients):
+        got = [c.message(f"sub{i}")["data"] for _ in range(expected)]
+        by_source: dict[str, list[int]] = {}
+        for item in got:
+            by_source.setdefault(item["src"], []).append(item["n"])
+        assert by_source == {
+            src: list(range(per_source)) for src in ("ws0", "ws1", "ws2", "http0", "http1", "http2")
+        }, f"daemon {i}: every message once, in each publisher's order"
+        c.no_message(f"sub{i}", 0.2)
+    status, view = admin(daemons[0], "/rooms")
+    assert status == 200
+    assert view["cluster"]["daemons"] == 3 and view["cluster"]["connections"] == 6
+
+
+def test_skip_self_holds_across_daemons(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    a, b = start_cluster(start_daemon, redis, 2)
+    ca, cb = clients_for(a), clients_for(b)
+    # The same user (one _pk) in two tabs that reached different daemons.
+    ca.connect("tab-a", pk="user1", room="lobby", query={"skip_self": "1"})
+    cb.connect("tab-b", pk="user1", room="lobby", query={"skip_self": "1"})
+    cb.connect("other", room="lobby")
+    wait_until(lambda: redis.subscribers(CHANNEL) == 2, what="both daemons subscribed")
+    ca.send("tab-a", {"topic": "t", "data": "mine"})
+    assert cb.message("other") == {"topic": "t", "data": "mine"}
+    cb.no_message("tab-b", 0.3)
+    ca.no_message("tab-a", 0.1)
+
+
+def test_redis_restarted_mid_stream(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    a, b = start_cluster(start_daemon, redis, 2)
+    ca, cb = clients_for(a), clients_for(b)
+    ca.connect("local", room="lobby")
+    cb.connect("remote", room="lobby")
+    wait_until(lambda: redis.subscribers(CHANNEL) == 2, what="both daemons subscribed")
+    for n in range(20):
+        post(a, "t", n)
+    redis.stop()
+    wait_until(lambda: admin(a, "/ready")[0] == 503, what="a to say it is not ready")
+    assert "Redis unreachable" in admin(a, "/ready")[1]["reason"]
+    for n in range(20, 60):
+        post(a, "t", n)  # local delivery goes on
+    assert [ca.message("local")["data"] for _ in range(60)] == list(range(60))
+    redis.start()
+    wait_until(lambda: admin(a, "/ready")[0] == 200, timeout=15, what="a to be ready again")
+    wait_until(lambda: redis.subscribers(CHANNEL) == 2, timeout=15, what="subscriptions restored")
+    for n in range(60, 80):
+        post(a, "t", n)
+    got = [cb.message("remote", timeout=15)["data"] for _ in range(80)]
+    assert got == list(range(80)), "what waited for Redis arrives, in order, once"
+    cb.no_message("remote", 0.2)
+
+
+def test_redis_unreachable_at_start(
+    start_daemon: Any, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    redis = RedisServer(tmp_path, free_port())
+    daemon = start_daemon(cluster_toml(redis.url))
+    try:
+        status, ready = admin(daemon, "/ready")
+        assert status == 503 and "Redis" in ready["reason"]
+        clients = clients_for(daemon)
+        clients.connect("sub", room="lobby")
+        post(daemon, "t", "local works")
+        assert clients.message("sub")["data"] == "local works"
+        redis.start()
+        wait_until(lambda: admin(daemon, "/ready")[0] == 200, timeout=15, what="ready")
+        daemon.wait_for_log("joined through Redis")
+    finally:
+        redis.stop()
+
+
+def test_a_killed_daemon_drops_out_and_nothing_else_changes(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    a, b, c = start_cluster(start_daemon, redis, 3)
+    ca = clients_for(a)
+    ca.connect("sub", room="lobby")
+    wait_until(lambda: redis.subscribers(CHANNEL) == 1, what="a subscribed")
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait()
+    wait_until(
+        lambda: [d["name"] for d in admin(a, "/cluster")[1]["daemons"]] == ["d0", "d1"],
+        timeout=5,
+        what="d2 to drop out of the view",
+    )
+    post(b, "t", "still here")
+    assert ca.message("sub")["data"] == "still here"
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "cluster", "--admin", a.admin or "", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [d["name"] for d in json.loads(done.stdout)["daemons"]] == ["d0", "d1"]
+    table = subprocess.run(
+        [sys.executable, "-m", "cli", "cluster", "--admin", a.admin or ""],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert table.returncode == 0 and "d1" in table.stdout and "d2" not in table.stdout
+
+
+def test_two_daemons_share_one_port(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    port = free_port()
+    toml = cluster_toml(redis.url).replace(
+        "[cluster]", f"[server]\nreuse_port = true\nport = {port}\n\n[cluster]"
+    )
+    a = start_daemon(toml, "--cluster-name", "a", "--port", str(port))
+    b = start_daemon(toml, "--cluster-name", "b", "--port", str(port))
+    assert a.port == b.port == port
+    clients = clients_for(a)  # connects to the shared port; the kernel picks a daemon
+    for i in range(12):
+        clients.connect(f"c{i}", room="lobby")
+    wait_until(
+        lambda: admin(a, "/rooms")[1]["cluster"]["connections"] == 12,
+        what="both heartbeats to count the connections",
+    )
+    counts = [admin(d, "/rooms")[1]["totals"]["connections"] for d in (a, b)]
+    assert sum(counts) == 12
+    channels_ready = sum(1 for n in counts if n)
+    wait_until(lambda: redis.subscribers(CHANNEL) == channels_ready, what="subscriptions")
+    post(a, "t", "to all")  # also through the shared port
+    for i in range(12):
+        assert clients.message(f"c{i}")["data"] == "to all"

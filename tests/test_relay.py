@@ -1,0 +1,207 @@
+"""What crosses between daemons, without Redis: batches, the bounded queue, interest, members."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
+from partysubd.members import Member, cluster_view, decode_member, local_rooms
+from partysubd.outbox import Outbox
+from partysubd.protocol import Publish, Variant
+from partysubd.relay import (
+    BadBatch,
+    Interest,
+    Outbound,
+    channel_for,
+    decode_batch,
+    encode_batch,
+    encode_item,
+    room_of,
+)
+from partysubd.rooms import Hub, Party
+
+json_data = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    st.text(min_size=1),
+    st.lists(
+        st.tuples(
+            st.text(min_size=1), json_data, st.booleans(), st.none() | st.text(), st.booleans()
+        ),
+        max_size=40,
+    ),
+)
+def test_batches_round_trip(
+    origin: str, items: list[tuple[str, Any, bool, str | None, bool]]
+) -> None:
+    encoded = [
+        encode_item(Publish(topic, data if has else None, has), publisher, skip)
+        for topic, data, has, publisher, skip in items
+    ]
+    got_origin, relayed = decode_batch(encode_batch(origin, encoded))
+    assert got_origin == origin
+    assert [
+        (r.message.topic, r.message.data, r.message.has_data, r.publisher, r.skip_publisher)
+        for r in relayed
+    ] == [(t, d if h else None, h, p, s) for t, d, h, p, s in items]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, []]),
+        msgpack.packb(["o", [[1, 2, 3, 4, 5]]]),
+        msgpack.packb("x"),
+    ],
+)
+def test_bad_batches_are_refused(payload: bytes) -> None:
+    with pytest.raises(BadBatch):
+        decode_batch(payload)
+
+
+@given(st.text(min_size=1, alphabet=st.characters(blacklist_characters=":{}")), st.text(min_size=1))
+def test_room_channels_round_trip(binding: str, room: str) -> None:
+    channel = channel_for("partysub", binding, room)
+    assert room_of("partysub", channel) == (binding, room)
+    assert room_of("other", channel) is None
+
+
+def test_outbound_keeps_order_batches_per_channel_and_bounds_memory() -> None:
+    out = Outbound(limit=5)
+    assert out.add("a", encode_item(Publish("t", 1), None, False)) is True
+    assert out.add("b", encode_item(Publish("t", 2), None, False)) is False
+    out.add("a", encode_item(Publish("t", 3), None, False))
+    batches = out.take("me")
+    assert [(c, [r.message.data for r in decode_batch(p)[1]]) for c, p in batches] == [
+        ("a", [1, 3]),
+        ("b", [2]),
+    ]
+    for n in range(8):
+        out.add("a", encode_item(Publish("t", n), None, False))
+    assert len(out) == 5 and out.dropped == 3
+    ((_, payload),) = out.take("me")
+    assert [r.message.data for r in decode_batch(payload)[1]] == [3, 4, 5, 6, 7]
+
+
+def test_unsent_batches_go_back_in_front() -> None:
+    out = Outbound(limit=100)
+    for n in range(3):
+        out.add("a", encode_item(Publish("t", n), None, False))
+    taken = out.take("me")
+    out.add("a", encode_item(Publish("t", 3), None, False))
+    out.put_back(taken, "me")
+    ((_, payload),) = out.take("me")
+    assert [r.message.data for r in decode_batch(payload)[1]] == [0, 1, 2, 3]
+
+
+def test_interest_reports_net_changes_and_everything_after_a_reconnect() -> None:
+    interest = Interest()
+    assert interest.want("a", True) is True
+    assert interest.want("a", True) is False
+    interest.want("b", True)
+    interest.want("b", False)  # undone before the link acted
+    assert interest.take_changes() == (["a"], [])
+    interest.want("a", False)
+    interest.want("c", True)
+    assert interest.take_changes() == (["c"], ["a"])
+    interest.want("d", True)
+    assert interest.restart() == ["c", "d"]
+    assert interest.take_changes() == ([], [])
+
+
+class Conn:
+    def __init__(self, id: str, skip_self: bool = False) -> None:
+        self.out = Outbox(100_000)
+        self.id = id
+        self.peer = "p"
+        self.country: str | None = None
+        self.created = 0.0
+        self.variant = Variant.JSON
+        self.skip_self = skip_self
+
+
+def test_hub_relays_local_publishes_only_and_reports_interest() -> None:
+    hub = Hub(parse_config(DEFAULT_BINDING_TOML, "t"), random.Random(2))
+    relayed: list[tuple[str, str, Any, str | None, bool]] = []
+    interest: list[tuple[str, bool]] = []
+
+    def relay(party: Party, room: str, message: Publish, publisher: str | None, skip: bool) -> None:
+        relayed.append((party.binding.name, room, message.data, publisher, skip))
+
+    hub.relay = relay
+    hub.interest = lambda party, room, wanted: interest.append((room, wanted))
+    party = hub.parties["pubsub"]
+    a, b = Conn("a"), Conn("b", skip_self=True)
+    membership = hub.join(party, "r", a, None, ["*"])
+    membership_b = hub.join(party, "r", b, None, ["*"])
+    assert interest == [("r", True)], "once, for the room's first connection"
+    hub.publish(membership.room, Publish("t", 1), "a", 1.0)
+    assert hub.deliver_relayed("PubSub", "r", Publish("t", 2), "b", False, 2.0) == 1
+    assert hub.deliver_relayed("PubSub", "nobody-here", Publish("t", 3), None, False, 2.0) == 0
+    assert hub.deliver_relayed("NoSuchBinding", "r", Publish("t", 3), None, False, 2.0) == 0
+    hub.publish_elsewhere(party, "empty", Publish("t", 4), "x", 3.0, skip_publisher=True)
+    assert relayed == [("PubSub", "r", 1, "a", False), ("PubSub", "empty", 4, "x", True)]
+    hub.leave(a, membership)
+    assert interest == [("r", True)]
+    hub.leave(b, membership_b)
+    assert interest == [("r", True), ("r", False)], "once, for its last"
+
+
+def test_members_encode_decode_and_the_cluster_view() -> None:
+    me = Member("a", "eu", "http://h:1", 100.0, 110.0, 3, {"pubsub/lobby": 2, "pubsub/x": 1})
+    other = Member("b", "us", "http://h:2", 105.0, 109.5, 2, {"pubsub/lobby": 2})
+    assert decode_member(me.encode()) == me
+    assert decode_member(None) is None
+    assert decode_member(b"{not json") is None
+    assert decode_member(b'{"no": "name"}') is None
+    view = cluster_view([other, me], "a", 111.0)
+    assert [d["name"] for d in view["daemons"]] == ["a", "b"]
+    assert view["daemons"][0]["self"] and view["daemons"][1]["last_seen"] == 1.5
+    assert view["totals"] == {"daemons": 2, "connections": 5, "rooms": 2}
+    assert view["rooms"][0] == {"party": "pubsub", "room": "lobby", "connections": 4, "daemons": 2}
+
+
+def test_local_rooms_counts_live_connections() -> None:
+    hub = Hub(parse_config(DEFAULT_BINDING_TOML, "t"), random.Random(2))
+    party = hub.parties["pubsub"]
+    for i in range(3):
+        hub.join(party, "r", Conn(f"c{i}"), None, ["*"])
+    assert local_rooms(hub) == (3, {"pub-sub/r": 3})
+
+
+def test_cluster_config_errors_name_their_key() -> None:
+    good = '[cluster]\nredis_url = "redis://127.0.0.1:6379"\n' + DEFAULT_BINDING_TOML
+    config = parse_config(good, "c.toml")
+    assert config.cluster is not None and config.cluster.mode == "single"
+    for text, expected in (
+        ('[cluster]\nmode = "single"\n', "c.toml:1: [cluster] error: redis_url is required"),
+        (
+            '[cluster]\nredis_url = "http://x"\n',
+            "c.toml:2: [cluster.redis_url] error: must be a redis",
+        ),
+        ('[cluster]\nredis_url = "redis://x"\nmode = "ring"\n', "c.toml:3: [cluster.mode] error"),
+        (
+            '[cluster]\nredis_url = "redis://x"\nheartbeat_seconds = 7\n',
+            "[cluster.dead_after_seconds] error: must be longer than heartbeat_seconds",
+        ),
+        ('[server]\nreuse_port = "yes"\n', "[server.reuse_port] error"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text + DEFAULT_BINDING_TOML, "c.toml")
+        assert any(expected in str(issue) for issue in caught.value.issues), (
+            expected,
+            [str(i) for i in caught.value.issues],
+        )
