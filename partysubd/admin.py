@@ -88,7 +88,9 @@ class AdminState:
 class AdminApp:
     def __init__(self, state: AdminState) -> None:
         self.state = state
-        self.registry = metrics.registry_for(lambda: self.state.hub, lambda: self.state.draining)
+        self.registry = metrics.registry_for(
+            lambda: self.state.hub, lambda: self.state.draining, lambda: self.state.cluster
+        )
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -21,6 +21,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .rooms import Hub
+
+if TYPE_CHECKING:
+    from .cluster import ClusterLink
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -93,6 +96,43 @@ TRAFFIC = {
 }
 
 
+class ClusterCollector(Collector):
+    """The Redis link, when the daemon is in a cluster (nothing otherwise)."""
+
+    def __init__(self, link: Callable[[], ClusterLink | None]) -> None:
+        self._link = link
+
+    def collect(self) -> Iterator[Metric]:
+        link = self._link()
+        if link is None:
+            return
+        gauges = {
+            "cluster_connected": ("1 while the link to Redis is up", int(link.connected)),
+            "cluster_daemons": ("Daemons in the cluster view", len(link.members)),
+            "cluster_channels": (
+                "Room channels this daemon listens on",
+                len(link.interest.channels),
+            ),
+            "cluster_pending_messages": (
+                "Messages for other daemons waiting for Redis",
+                len(link.outbound),
+            ),
+        }
+        counters = {
+            "cluster_dropped_messages": (
+                "Messages for other daemons dropped while Redis was away",
+                link.outbound.dropped,
+            ),
+            "cluster_relayed_out_batches": ("Batches sent to Redis", link.relayed_out),
+            "cluster_relayed_in_messages": ("Messages from other daemons", link.relayed_in),
+            "cluster_bad_batches": ("Unreadable payloads on room channels", link.bad_batches),
+        }
+        for name, (doc, value) in gauges.items():
+            yield GaugeMetricFamily(f"partysub_{name}", doc, value=value)
+        for name, (doc, value) in counters.items():
+            yield CounterMetricFamily(f"partysub_{name}", doc, value=value)
+
+
 def _by_label(name: str, doc: str, label: str, counts: Counter[Any]) -> CounterMetricFamily:
     family = CounterMetricFamily(f"partysub_{name}", doc, labels=[label])
     for key, n in sorted(counts.items()):
@@ -100,9 +140,14 @@ def _by_label(name: str, doc: str, label: str, counts: Counter[Any]) -> CounterM
     return family
 
 
-def registry_for(hub: Callable[[], Hub], draining: Callable[[], bool]) -> CollectorRegistry:
+def registry_for(
+    hub: Callable[[], Hub],
+    draining: Callable[[], bool],
+    link: Callable[[], ClusterLink | None] = lambda: None,
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(hub, draining))
+    registry.register(ClusterCollector(link))
     return registry
 
 

@@ -363,6 +363,7 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = tmp
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []
 
     @property
     def url(self) -> str:
@@ -382,6 +383,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.dir),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -409,3 +411,50 @@ class RedisServer:
         """How many connections are subscribed to ``channel`` (PUBSUB NUMSUB)."""
         lines = self.cli("PUBSUB", "NUMSUB", channel).splitlines()
         return int(lines[1]) if len(lines) == 2 else 0
+
+
+class RedisCluster:
+    """A real three-primary Redis Cluster on free loopback ports (no replicas)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.nodes = [RedisServer(tmp / f"node{i}") for i in range(3)]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.dir.mkdir(parents=True, exist_ok=True)
+            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        done = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        deadline = time.monotonic() + 20
+        while not all("cluster_state:ok" in n.cli("CLUSTER", "INFO") for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise AssertionError("the Redis Cluster did not come up")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def shard_channels(self) -> list[list[str]]:
+        """The sharded pub/sub channels subscribed on each primary."""
+        return [n.cli("PUBSUB", "SHARDCHANNELS").split() for n in self.nodes]

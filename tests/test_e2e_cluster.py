@@ -11,13 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import Clients, Daemon, RedisServer, free_port, node_available
+from harness import Clients, Daemon, RedisCluster, RedisServer, free_port, node_available
 from partysubd.config import DEFAULT_BINDING_TOML
 
 CHANNEL = "partysub:{PubSub:lobby}"
@@ -54,9 +56,6 @@ def clients_for() -> Iterator[Callable[[Daemon], Clients]]:
 
 
 def admin(daemon: Daemon, path: str) -> tuple[int, Any]:
-    import urllib.error
-    import urllib.request
-
     assert daemon.admin
     try:
         with urllib.request.urlopen(daemon.admin + path, timeout=10) as response:
@@ -122,6 +121,17 @@ def test_three_daemons_deliver_every_message_once_in_publisher_order(
     status, view = admin(daemons[0], "/rooms")
     assert status == 200
     assert view["cluster"]["daemons"] == 3 and view["cluster"]["connections"] == 6
+    assert daemons[0].admin
+    with urllib.request.urlopen(daemons[0].admin + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert "partysub_cluster_connected 1.0" in text
+    assert "partysub_cluster_daemons 3.0" in text
+    relayed_in = [
+        line
+        for line in text.splitlines()
+        if line.startswith("partysub_cluster_relayed_in_messages_total")
+    ]
+    assert relayed_in and float(relayed_in[0].split()[-1]) == 4 * per_source
 
 
 def test_skip_self_holds_across_daemons(
@@ -242,3 +252,35 @@ def test_two_daemons_share_one_port(
     post(a, "t", "to all")  # also through the shared port
     for i in range(12):
         assert clients.message(f"c{i}")["data"] == "to all"
+
+
+def test_redis_cluster_spreads_rooms_over_shards(
+    start_daemon: Any, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    """mode = "cluster": sharded pub/sub, each room's channel on the shard of its hash slot."""
+    redis_cluster = RedisCluster(tmp_path).start()
+    try:
+        toml = cluster_toml(redis_cluster.url, 'mode = "cluster"')
+        a = start_daemon(toml, "--cluster-name", "a")
+        b = start_daemon(toml, "--cluster-name", "b")
+        wait_until(lambda: len(admin(a, "/cluster")[1]["daemons"]) == 2, what="membership")
+        ca, cb = clients_for(a), clients_for(b)
+        rooms = [f"room{i}" for i in range(8)]
+        for room in rooms:
+            cb.connect(f"sub-{room}", room=room)
+        wait_until(
+            lambda: sum(len(c) for c in redis_cluster.shard_channels()) == len(rooms),
+            what="b subscribed to every room's shard channel",
+        )
+        assert sum(1 for c in redis_cluster.shard_channels() if c) >= 2, "rooms spread over shards"
+        ca.connect("pub", room="room0", query={"topics": ""})
+        ca.send("pub", {"topic": "t", "data": "over ws"})
+        for room in rooms:
+            post(a, "t", room, room=room)
+        # Two publishers (a socket and HTTP): no order between them.
+        first = {cb.message("sub-room0")["data"] for _ in range(2)}
+        assert first == {"over ws", "room0"}
+        for room in rooms[1:]:
+            assert cb.message(f"sub-{room}")["data"] == room
+    finally:
+        redis_cluster.stop()
