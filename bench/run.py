@@ -6,6 +6,7 @@
     python bench/run.py idle 10000      # RSS per idle connection, one publish to all
     python bench/run.py guarantees 100  # burst with a 1000-message history and ids=1
     python bench/run.py tls 100         # burst over wss:// (TLS on the public listener)
+    python bench/run.py cluster 100     # one daemon alone, then two sharing the port via Redis
 
 Prints figures, never pass/fail: this is not a test. Needs `npm ci --prefix bench`.
 """
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,14 +51,16 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start_daemon(config: str = CONFIG) -> tuple[subprocess.Popen[str], int]:
+def start_daemon(
+    config: str = CONFIG, cpu: int = 0, *args: str
+) -> tuple[subprocess.Popen[str], int]:
     path = Path(tempfile.mkdtemp()) / "bench.toml"
     path.write_text(config)
     proc = subprocess.Popen(
         [
             "taskset",
             "-c",
-            "0",
+            str(cpu),
             sys.executable,
             "-m",
             "cli",
@@ -65,6 +69,7 @@ def start_daemon(config: str = CONFIG) -> tuple[subprocess.Popen[str], int]:
             str(path),
             "--log-level",
             "info",
+            *args,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -104,8 +109,8 @@ def run_generator(proc: subprocess.Popen[str], *args: str) -> dict[str, object]:
     return result
 
 
-def generator(*args: str) -> list[str]:
-    return ["taskset", "-c", "1", "node", str(BENCH / "fanout.mjs"), *args]
+def generator(*args: str, cpus: str = "1") -> list[str]:
+    return ["taskset", "-c", cpus, "node", str(BENCH / "fanout.mjs"), *args]
 
 
 # Issue 4's guarantees switched on: a 1000-message history and cursors in every frame.
@@ -202,6 +207,55 @@ def idle(connections: int) -> dict[str, object]:
         proc.wait()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cluster(subscribers: int, paced_rate: int = 0) -> dict[str, object]:
+    """Two daemons, one per core, sharing one port (SO_REUSEPORT), joined through a
+    redis-server; the load generator and Redis float over both cores. The kernel
+    spreads the subscribers over the daemons, so about half the deliveries cross Redis."""
+    redis_port, public_port = free_port(), free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    config = CONFIG.replace("port = 0", f"port = {public_port}\nreuse_port = true") + (
+        f'\n[cluster]\nredis_url = "redis://127.0.0.1:{redis_port}"\n'
+    )
+    daemons = []
+    try:
+        time.sleep(0.5)
+        for cpu in (0, 1):
+            name = f"bench{cpu}"
+            daemons.append(
+                start_daemon(config, cpu, "--cluster-name", name, "--admin-listen", "off")[0]
+            )
+        time.sleep(1.0)  # both joined
+        url = f"ws://127.0.0.1:{public_port}/parties/pubsub/bench"
+        if paced_rate:
+            args = ("paced", url, str(subscribers), str(SECONDS), str(paced_rate))
+        else:
+            args = ("burst", url, str(subscribers), str(SECONDS), str(WINDOW))
+        before = sum(cpu_seconds(d.pid) for d in daemons)
+        out = subprocess.run(
+            generator(*args, cpus="0,1"), capture_output=True, text=True, check=True
+        )
+        used = sum(cpu_seconds(d.pid) for d in daemons) - before
+        result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+        delivered = int(result.pop("delivered_total"))  # type: ignore[call-overload]
+        result["server_cpu_us_per_delivery"] = round(used / max(delivered, 1) * 1e6, 2)
+        return {**result, "daemons": 2}
+    finally:
+        for proc in daemons:
+            proc.terminate()
+            proc.wait()
+        redis.terminate()
+        redis.wait()
+
+
 def median_of(runs: int, measure: Callable[[], dict[str, object]], key: str) -> None:
     """Print each run, then the run with the median ``key``: this machine is noisy."""
     results = []
@@ -230,6 +284,11 @@ def main(argv: list[str]) -> None:
         return
     if kind == "tls":  # burst over wss://
         median_of(runs, lambda: burst(number, tls=True), "delivered_per_s")
+        return
+    if kind == "cluster":  # one daemon, then two through Redis; then paced across daemons
+        median_of(runs, lambda: burst(number), "delivered_per_s")
+        median_of(runs, lambda: cluster(number), "delivered_per_s")
+        median_of(runs, lambda: cluster(number, paced_rate=10_000), "p99_ms")
         return
     runner = {"burst": burst, "paced": paced, "idle": idle}[kind]
     key = {"burst": "delivered_per_s", "paced": "p99_ms", "idle": "kb_per_connection"}[kind]
