@@ -25,15 +25,80 @@ import coredis
 import trio
 
 from .config import ClusterSettings
+from .history import new_epoch
 from .members import Member, decode_member, local_rooms
 from .protocol import Publish
-from .relay import BadBatch, Interest, Outbound, channel_for, decode_batch, encode_item, room_of
-from .rooms import Hub, Party
+from .relay import (
+    BadBatch,
+    Batch,
+    Interest,
+    Outbound,
+    channel_for,
+    decode_batch,
+    decode_item,
+    encode_batch,
+    encode_item,
+    room_of,
+)
+from .rooms import Fetched, Hub, Party, Room
 
 log = logging.getLogger("partysubd.cluster")
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MOST = 5.0
+
+# Numbering a room's messages (rooms with a history): one script per batch, so
+# the room's sequence, its stream and the publish to the other daemons happen
+# as one step and every daemon sees the stream's order. Keys share the room
+# channel's hash tag, so in a Redis Cluster they live on the channel's shard.
+#   KEYS: stream, seq, epoch
+#   ARGV: channel, origin, max messages, history ms, a fresh epoch,
+#         idempotency key prefix, PUBLISH or SPUBLISH, then (idem, item) pairs
+NUMBER_SCRIPT = """
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+local ttl = tonumber(ARGV[4])
+local out = {}
+for i = 8, #ARGV, 2 do
+  local fresh = true
+  if ARGV[i] ~= '' then
+    fresh = redis.call('SET', ARGV[6] .. ARGV[i], '1', 'NX', 'PX', ttl)
+  end
+  if fresh then
+    local seq = redis.call('INCR', KEYS[2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 's', seq, 'm', ARGV[i + 1])
+    out[#out + 1] = {seq, ARGV[i + 1]}
+  end
+end
+local now = redis.call('TIME')
+local horizon = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl
+redis.call('XTRIM', KEYS[1], 'MINID', math.max(horizon, 0) .. '-0')
+redis.call('SET', KEYS[3], epoch, 'PX', ttl)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+if #out > 0 then
+  redis.call(ARGV[7], ARGV[1], cmsgpack.pack({ARGV[2], epoch, out}))
+end
+return #out
+"""
+
+# What a room's stream holds after a seq, read in one step with the seq and
+# epoch it belongs to. KEYS: stream, seq, epoch. ARGV: after.
+FETCH_SCRIPT = """
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then return {false, 0, {}} end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local wanted = last - tonumber(ARGV[1])
+if wanted <= 0 then return {epoch, last, {}} end
+return {epoch, last, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', wanted)}
+"""
+
+
+def room_keys(channel: str) -> list[str]:
+    return [f"{channel}:stream", f"{channel}:seq", f"{channel}:epoch"]
 
 
 class ClusterLink:
@@ -61,12 +126,19 @@ class ClusterLink:
         self.bad_batches = 0
         self._send_wanted = trio.Event()
         self._interest_changed = trio.Event()
+        # Channels Redis has confirmed we listen on; a resume that needs Redis
+        # waits for its room's channel, so nothing falls between fetch and live.
+        self.subscribed: set[str] = set()
+        self._subscriptions_changed = trio.Event()
+        self._connection: tuple[Any, trio.Nursery] | None = None
         self._reported_drops = 0
         prefix = settings.prefix
         self._index_key = f"{prefix}:{{members}}"
         self._member_key = f"{prefix}:{{members}}:{name}"
         hub.relay = self._relay
         hub.interest = self._want
+        hub.sequence = self._sequence
+        hub.fetch_history = self._fetch_history
 
     # --- called by the hub, synchronously, on the delivery path -----------
 
@@ -81,6 +153,72 @@ class ClusterLink:
         channel = channel_for(self.settings.prefix, party.binding.name, room)
         if self.outbound.add(channel, encode_item(message, publisher, skip_publisher)):
             self._send_wanted.set()
+
+    def _sequence(
+        self,
+        party: Party,
+        room: str,
+        message: Publish,
+        publisher: str | None,
+        skip_publisher: bool,
+    ) -> bool:
+        channel = channel_for(self.settings.prefix, party.binding.name, room)
+        connected = self.connected
+        # Unconnected, the hub delivers it here at once: say so, for later.
+        item = encode_item(message, publisher, skip_publisher, delivered_here=not connected)
+        if self.outbound.add(channel, item, numbered=True, idem=message.idem or ""):
+            self._send_wanted.set()
+        return connected
+
+    def _deliver_waiting_here(self) -> None:
+        """Redis went away with numbered messages of ours still queued: their
+        subscribers here get them now, in order, ahead of what is published
+        during the outage (the others get them when Redis is back)."""
+        now = trio.current_time()
+        waiting = self.outbound.numbered_not_delivered()
+        for channel, item in waiting:
+            room = room_of(self.settings.prefix, channel)
+            if room is not None:
+                self.hub.deliver_here(
+                    room[0], room[1], item.message, item.publisher, item.skip_publisher, now
+                )
+        if waiting:
+            self.wake()
+
+    def _fetch_history(
+        self, room: Room, epoch: str, after: int, done: Callable[[Fetched], None]
+    ) -> None:
+        connection = self._connection
+        if connection is None:
+            done(None)
+            return
+        client, nursery = connection
+        channel = channel_for(self.settings.prefix, room.party.binding.name, room.name)
+        nursery.start_soon(self._fetch, client, channel, epoch, after, done)
+
+    async def _fetch(
+        self, client: Any, channel: str, epoch: str, after: int, done: Callable[[Fetched], None]
+    ) -> None:
+        result: Fetched = None
+        try:
+            with trio.fail_after(self.settings.dead_after_seconds):
+                while channel not in self.subscribed:
+                    await self._subscriptions_changed.wait()
+            fetch = client.register_script(FETCH_SCRIPT)
+            current, last, raw = await fetch(keys=room_keys(channel), args=[after])
+            if current and current.decode() == epoch and int(last) >= after:
+                entries = []
+                for _, flat in reversed(raw):
+                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                    item = decode_item(fields[b"m"], seq=int(fields[b"s"]))
+                    entries.append((int(fields[b"s"]), item.message, item.publisher))
+                if not entries or entries[0][0] == after + 1:
+                    result = (epoch, entries)
+        except Exception as exc:  # a failed fetch is a resume that cannot recover
+            log.warning("cluster: cannot fetch %s's history: %s", channel, _describe(exc))
+        finally:
+            done(result)
+            self.wake()
 
     def _want(self, party: Party, room: str, wanted: bool) -> None:
         channel = channel_for(self.settings.prefix, party.binding.name, room)
@@ -103,6 +241,9 @@ class ClusterLink:
                 client = self._client()
                 async with client:
                     await client.ping()
+                    # Loaded up front: the first use would otherwise miss and retry.
+                    for script in (NUMBER_SCRIPT, FETCH_SCRIPT):
+                        await client.script_load(script)
                     self.connected = True
                     self.reason = ""
                     backoff = BACKOFF_FIRST
@@ -115,12 +256,17 @@ class ClusterLink:
                     since = time.time()
                     try:
                         async with trio.open_nursery() as nursery:
+                            self._connection = (client, nursery)
                             # Heartbeats say "subscribed": they start once we are.
                             await nursery.start(self._subscribe, client)
                             nursery.start_soon(self._heartbeat, client)
                             nursery.start_soon(self._send, client, others, since)
                     finally:
                         self.connected = False
+                        self._connection = None
+                        self.subscribed = set()
+                        self.hub.forget_cluster_histories()
+                        self._deliver_waiting_here()
             except Exception as exc:  # any failure means: reconnect
                 failure = _describe(exc)
                 if self.reason != f"Redis unreachable: {failure}":
@@ -151,6 +297,7 @@ class ClusterLink:
             channels = self.interest.restart()
             if channels:
                 await pubsub.subscribe(*channels)
+            self._confirm(channels, [])
             task_status.started()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._follow_interest, pubsub)
@@ -170,6 +317,13 @@ class ClusterLink:
                 await pubsub.subscribe(*subscribe)
             if unsubscribe:
                 await pubsub.unsubscribe(*unsubscribe)
+            self._confirm(subscribe, unsubscribe)
+
+    def _confirm(self, subscribed: list[str], unsubscribed: list[str]) -> None:
+        self.subscribed.update(subscribed)
+        self.subscribed.difference_update(unsubscribed)
+        self._subscriptions_changed.set()
+        self._subscriptions_changed = trio.Event()
 
     def _receive(self, channel: bytes | str, payload: bytes) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
@@ -177,19 +331,36 @@ class ClusterLink:
         try:
             if room is None:
                 raise BadBatch(f"not a room channel: {name!r}")
-            origin, relayed = decode_batch(payload)
+            origin, epoch, relayed = decode_batch(payload)
         except BadBatch as exc:
             self.bad_batches += 1
             log.warning("cluster: skipped a bad batch on %r: %s", name, exc)
             return
-        if origin == self.name:
-            return
         binding, room_name = room
         now = trio.current_time()
-        for item in relayed:
-            self.hub.deliver_relayed(
-                binding, room_name, item.message, item.publisher, item.skip_publisher, now
-            )
+        hub = self.hub
+        if epoch is None:
+            if origin == self.name:
+                return  # delivered here when published
+            for item in relayed:
+                hub.deliver_relayed(
+                    binding, room_name, item.message, item.publisher, item.skip_publisher, now
+                )
+        else:
+            mine = origin == self.name
+            for item in relayed:
+                assert item.seq is not None
+                hub.deliver_sequenced(
+                    binding,
+                    room_name,
+                    item.message,
+                    item.publisher,
+                    item.skip_publisher,
+                    item.seq,
+                    epoch,
+                    mine and item.delivered_at_origin,
+                    now,
+                )
         self.relayed_in += len(relayed)
         self.wake()
 
@@ -211,7 +382,6 @@ class ClusterLink:
             log.warning("cluster: %s did not come back; sending anyway", ", ".join(sorted(others)))
 
     async def _send(self, client: Any, others: set[str], since: float) -> None:
-        sharded = self.settings.mode == "cluster"
         if len(self.outbound) and others:
             await self._others_back(client, others, since)
         while True:
@@ -219,21 +389,50 @@ class ClusterLink:
                 await self._send_wanted.wait()
                 self._send_wanted = trio.Event()
             self._report_drops()
-            batches = self.outbound.take(self.name)
+            batches = self.outbound.take()
             if not batches:
                 continue
             try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for channel, payload in batches:
-                        if sharded:
-                            pipe.spublish(channel, payload)
-                        else:
-                            pipe.publish(channel, payload)
+                await self._publish(client, batches)
             except BaseException:
                 # Not sent (or not known to be): keep them for the next connection.
-                self.outbound.put_back(batches, self.name)
+                self.outbound.put_back(batches)
                 raise
             self.relayed_out += len(batches)
+
+    async def _publish(self, client: Any, batches: list[Batch]) -> None:
+        command = "SPUBLISH" if self.settings.mode == "cluster" else "PUBLISH"
+        plain = [b for b in batches if not b.numbered]
+        if plain:
+            async with client.pipeline(transaction=False) as pipe:
+                for batch in plain:
+                    payload = encode_batch(self.name, batch.items)
+                    if command == "SPUBLISH":
+                        pipe.spublish(batch.channel, payload)
+                    else:
+                        pipe.publish(batch.channel, payload)
+        numbered = [b for b in batches if b.numbered]
+        if not numbered:
+            return
+        script = client.register_script(NUMBER_SCRIPT)
+        for batch in numbered:
+            room = room_of(self.settings.prefix, batch.channel)
+            party = self.hub.parties_by_binding.get(room[0]) if room else None
+            if party is None:
+                continue  # a binding removed since: nobody to number it for
+            binding = party.binding
+            args: list[str | bytes | int] = [
+                batch.channel,
+                self.name,
+                binding.history_messages,
+                int(binding.history_seconds * 1000),
+                new_epoch(),
+                f"{batch.channel}:idem:",
+                command,
+            ]
+            for idem, item in zip(batch.idems, batch.items, strict=True):
+                args += [idem, item]
+            await script(keys=room_keys(batch.channel), args=args)
 
     def _report_drops(self) -> None:
         dropped = self.outbound.dropped

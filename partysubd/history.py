@@ -85,6 +85,47 @@ class History:
             self.expire(now)
         return seq
 
+    def mirror(
+        self, message: Publish, publisher: str | None, seq: int, epoch: str, now: float
+    ) -> bool:
+        """Keep a message the cluster numbered (in Redis); whether it is new here.
+
+        The room's numbering is the cluster's: a new epoch replaces the local
+        one, and a seq that does not follow the last one starts the kept run
+        afresh, so ``since`` never answers across messages this daemon missed.
+        """
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._entries.clear()
+            self._idem.clear()
+        elif seq <= self.last_seq:
+            return False
+        if seq != self.last_seq + 1:
+            self._entries.clear()
+        self.last_seq = seq
+        if self.max_messages > 0:
+            self._entries.append(Entry(seq, message, publisher, now))
+            if message.idem is not None:
+                self._idem[message.idem] = seq
+            if len(self._entries) > self.max_messages:
+                self._forget(self._entries.popleft())
+            self.expire(now)
+        return True
+
+    def forget(self) -> None:
+        """Drop the local copy of a cluster room's history (it went stale): a new
+        epoch, so no cursor matches it and resumes ask Redis instead."""
+        self.epoch = new_epoch()
+        self.last_seq = 0
+        self._entries.clear()
+        self._idem.clear()
+
+    def entries_after(self, epoch: str, seq: int) -> list[Entry]:
+        """What is kept after ``epoch:seq`` (nothing for another epoch)."""
+        if epoch != self.epoch:
+            return []
+        return [e for e in self._entries if e.seq > seq]
+
     def expire(self, now: float) -> None:
         """Forget what is older than max_age."""
         entries = self._entries

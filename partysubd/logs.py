@@ -55,3 +55,5 @@ def set_level(level: str) -> None:
     # Hypercorn announces its listener at info level; our start-up line says it.
     admin_level = max(logging.WARNING, logging.getLogger().level)
     logging.getLogger("partysubd.admin").setLevel(admin_level)
+    # coredis logs each retry of a lost connection; the cluster link says it once.
+    logging.getLogger("coredis").setLevel(admin_level)

@@ -46,7 +46,7 @@ def room_of(prefix: str, channel: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True, slots=True)
 class Relayed:
-    """A publish that arrived from another daemon."""
+    """A publish that arrived from another daemon (or, numbered, through Redis)."""
 
     origin: str
     message: Publish
@@ -54,13 +54,19 @@ class Relayed:
     publisher: str | None
     # An HTTP publish naming ?_pk= skips every socket of that id.
     skip_publisher: bool
+    # Published on ``origin`` while Redis was away and delivered there already.
+    delivered_at_origin: bool = False
+    # Numbered by Redis (rooms with a history): the room's sequence number.
+    seq: int | None = None
 
 
-def encode_item(message: Publish, publisher: str | None, skip_publisher: bool) -> bytes:
+def encode_item(
+    message: Publish, publisher: str | None, skip_publisher: bool, delivered_here: bool = False
+) -> bytes:
     data = message.data if message.has_data else None
-    packed: bytes = msgpack.packb(
-        [message.topic, data, message.has_data, publisher, skip_publisher]
-    )
+    item = [message.topic, data, message.has_data, publisher, skip_publisher]
+    item += [message.idem, delivered_here]
+    packed: bytes = msgpack.packb(item)
     return packed
 
 
@@ -82,24 +88,51 @@ class BadBatch(ValueError):
     """A payload on a room channel that is not a batch: logged and skipped."""
 
 
-def decode_batch(payload: bytes) -> tuple[str, list[Relayed]]:
+_ITEM_ERRORS = (ValueError, TypeError, AttributeError, msgpack.ExtraData)
+
+
+def decode_item(raw: Any, origin: str = "", seq: int | None = None) -> Relayed:
+    """One item, packed (as Redis keeps it) or already unpacked (inside a plain batch)."""
+    if isinstance(raw, bytes):
+        raw = msgpack.unpackb(raw, raw=False)
+    topic, data, has_data, publisher, skip_publisher, idem, delivered = raw
+    if not isinstance(topic, str) or not isinstance(has_data, bool):
+        raise BadBatch("malformed item")
+    if publisher is not None and not isinstance(publisher, str):
+        raise BadBatch("malformed publisher")
+    if idem is not None and not isinstance(idem, str):
+        raise BadBatch("malformed idempotency key")
+    message = Publish(topic, data, has_data, idem)
+    return Relayed(origin, message, publisher, bool(skip_publisher), bool(delivered), seq)
+
+
+def decode_batch(payload: bytes) -> tuple[str, str | None, list[Relayed]]:
+    """(origin, epoch, messages). A plain batch is ``[origin, [item, ...]]``; one
+    numbered by Redis (built by the Lua script in cluster.py) is
+    ``[origin, epoch, [[seq, packed item], ...]]``, with an epoch."""
     try:
-        decoded: Any = msgpack.unpackb(payload, raw=False, strict_map_key=True)
-        origin, items = decoded
-        relayed = []
-        for topic, data, has_data, publisher, skip_publisher in items:
-            if not isinstance(topic, str) or not isinstance(has_data, bool):
-                raise BadBatch("malformed item")
-            if publisher is not None and not isinstance(publisher, str):
-                raise BadBatch("malformed publisher")
-            relayed.append(
-                Relayed(origin, Publish(topic, data, has_data), publisher, bool(skip_publisher))
-            )
-    except (ValueError, TypeError, msgpack.ExtraData) as exc:
+        if payload[:1] == b"\x92":
+            origin, plain = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+            if not isinstance(origin, str):
+                raise BadBatch("malformed origin")
+            return origin, None, [decode_item(raw, origin) for raw in plain]
+        # Lua strings are packed as msgpack str, whatever bytes they hold: raw.
+        raw_origin, raw_epoch, entries = msgpack.unpackb(payload, raw=True, strict_map_key=True)
+        origin, epoch = raw_origin.decode(), raw_epoch.decode()
+        return origin, epoch, [decode_item(packed, origin, int(seq)) for seq, packed in entries]
+    except _ITEM_ERRORS as exc:
         raise BadBatch(str(exc)) from None
-    if not isinstance(origin, str):
-        raise BadBatch("malformed origin")
-    return origin, relayed
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Messages for one channel, to be sent as one publish (or one numbering script)."""
+
+    channel: str
+    numbered: bool
+    items: list[bytes]
+    # Each item's idempotency key ("" for none), for the numbering script.
+    idems: list[str]
 
 
 class Outbound:
@@ -107,41 +140,60 @@ class Outbound:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        # One queue of (channel, item) in publish order: batching per channel
-        # happens when taken, so order across channels is kept too.
-        self._queue: deque[tuple[str, bytes]] = deque()
+        # One queue in publish order: batching per channel happens when taken,
+        # so order across channels is kept too.
+        self._queue: deque[tuple[str, bool, bytes, str]] = deque()
         self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, channel: str, item: bytes) -> bool:
+    def add(self, channel: str, item: bytes, numbered: bool = False, idem: str = "") -> bool:
         """Queue one message; whether the queue was empty (the sender must wake)."""
         queue = self._queue
         was_empty = not queue
         if len(queue) >= self.limit:
             queue.popleft()
             self.dropped += 1
-        queue.append((channel, item))
+        queue.append((channel, numbered, item, idem))
         return was_empty
 
-    def take(self, origin: str, most: int = 10_000) -> list[tuple[str, bytes]]:
+    def take(self, most: int = 10_000) -> list[Batch]:
         """Up to ``most`` messages as one batch per channel, channels in order of first use."""
         queue = self._queue
-        by_channel: dict[str, list[bytes]] = {}
+        by_channel: dict[tuple[str, bool], Batch] = {}
         for _ in range(min(most, len(queue))):
-            channel, item = queue.popleft()
-            by_channel.setdefault(channel, []).append(item)
-        return [(channel, encode_batch(origin, items)) for channel, items in by_channel.items()]
+            channel, numbered, item, idem = queue.popleft()
+            batch = by_channel.get((channel, numbered))
+            if batch is None:
+                batch = by_channel[channel, numbered] = Batch(channel, numbered, [], [])
+            batch.items.append(item)
+            batch.idems.append(idem)
+        return list(by_channel.values())
 
-    def put_back(self, batches: list[tuple[str, bytes]], origin: str) -> None:
+    def numbered_not_delivered(self) -> list[tuple[str, Relayed]]:
+        """Queued numbered messages their own daemon has not delivered, in order;
+        they are marked delivered (the caller delivers them now)."""
+        found: list[tuple[str, Relayed]] = []
+        queue = self._queue
+        for i, (channel, numbered, item, idem) in enumerate(queue):
+            if not numbered:
+                continue
+            relayed = decode_item(item)
+            if relayed.delivered_at_origin:
+                continue
+            found.append((channel, relayed))
+            marked = encode_item(relayed.message, relayed.publisher, relayed.skip_publisher, True)
+            queue[i] = (channel, numbered, marked, idem)
+        return found
+
+    def put_back(self, batches: list[Batch]) -> None:
         """Batches the link could not send go back in front, in order (a lost connection)."""
-        restored: list[tuple[str, bytes]] = []
-        for channel, payload in batches:
-            _, relayed = decode_batch(payload)
-            restored += [
-                (channel, encode_item(r.message, r.publisher, r.skip_publisher)) for r in relayed
-            ]
+        restored = [
+            (b.channel, b.numbered, item, idem)
+            for b in batches
+            for item, idem in zip(b.items, b.idems, strict=True)
+        ]
         for entry in reversed(restored):
             self._queue.appendleft(entry)
         while len(self._queue) > self.limit:

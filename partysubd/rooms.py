@@ -110,6 +110,11 @@ class Party:
 
 # (party, room name, message, publisher id, skip every socket of the publisher)
 Relay = Callable[["Party", str, Publish, str | None, bool], None]
+Sequence = Callable[["Party", str, Publish, str | None, bool], bool]
+# What Redis kept after a cursor: (seq, message, publisher) in order, with the
+# epoch; None when it no longer reaches back that far.
+Fetched = tuple[str, list[tuple[int, Publish, str | None]]] | None
+FetchHistory = Callable[["Room", str, int, Callable[[Fetched], None]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,12 @@ class Hub:
         # room gains its first connection (True) or loses its last (False).
         self.relay: Relay | None = None
         self.interest: Callable[[Party, str, bool], None] | None = None
+        # For rooms with a history, in a cluster: hand the message to Redis to
+        # be numbered; False when Redis is away (it is queued all the same).
+        self.sequence: Sequence | None = None
+        # Fetch a room's history from Redis for a resume this daemon cannot
+        # answer: (room, epoch, after seq, callback with (epoch, entries) or None).
+        self.fetch_history: FetchHistory | None = None
 
     def apply(self, config: Config) -> None:
         """Run with ``config`` from now on: new bindings become parties, changed ones update."""
@@ -236,6 +247,9 @@ class Hub:
             if not room.nodes:
                 if self.interest is not None:
                     self.interest(room.party, room.name, False)
+                if self.sequence is not None:
+                    # Not listening any more: the copy of Redis's history goes stale.
+                    room.history.forget()
                 self._release(room)
 
     def _release(self, room: Room) -> None:
@@ -289,7 +303,56 @@ class Hub:
         history = room.history
         if message.idem is not None and history.is_repeat(message.idem):
             return None
+        if self.sequence is not None and history.enabled and not relayed:
+            # Clustered with a history: Redis numbers the message and every
+            # daemon, this one included, delivers it from there in that order.
+            if self.sequence(room.party, room.name, message, publisher, skip_publisher):
+                return 0
+            # Redis is away: deliver here now, unnumbered; it is sent on later.
+            return self._fan_out(room, message, publisher, now, skip_publisher, None)
         seq = history.append(message, publisher, now)
+        delivered = self._fan_out(room, message, publisher, now, skip_publisher, seq)
+        if self.relay is not None and not relayed:
+            self.relay(room.party, room.name, message, publisher, skip_publisher)
+        return delivered
+
+    def deliver_sequenced(
+        self,
+        binding: str,
+        room_name: str,
+        message: Publish,
+        publisher: str | None,
+        skip_publisher: bool,
+        seq: int,
+        epoch: str,
+        delivered_here: bool,
+        now: float,
+    ) -> int:
+        """A message the cluster numbered: kept in the room's history (the local
+        mirror of Redis's), and delivered unless it was delivered here already
+        (published here while Redis was away)."""
+        party = self.parties_by_binding.get(binding)
+        room = party.rooms.get(room_name) if party is not None else None
+        if party is None or room is None:
+            return 0
+        if not room.history.mirror(message, publisher, seq, epoch, now) or delivered_here:
+            return 0
+        return self._fan_out(room, message, publisher, now, skip_publisher, seq)
+
+    def _fan_out(
+        self,
+        room: Room,
+        message: Publish,
+        publisher: str | None,
+        now: float,
+        skip_publisher: bool,
+        seq: int | None,
+    ) -> int:
+        """Push the message to every matching subscriber of every node; how many.
+
+        ``seq`` None: a message not numbered (yet), sent without a cursor.
+        """
+        history = room.history
         # Encode each variant in use once (plain ints: enum arithmetic costs
         # more than the encoding on this path).
         counts = room.variants
@@ -299,7 +362,7 @@ class Hub:
         size = 0
         for variant in range(4):
             if counts[variant]:
-                if variant & 1 and cursor is None:
+                if variant & 1 and cursor is None and seq is not None:
                     cursor = history.cursor(seq)
                 frames[variant] = frame = encode_message(message, cursor, variant)
                 size = max(size, len(frame))
@@ -335,7 +398,7 @@ class Hub:
                 for subscriber in node.index.match(topic):
                     if excluded and subscriber in excluded:
                         continue
-                    if subscriber.out.push_message(frames[subscriber.variant], topic, seq):
+                    if subscriber.out.push_message(frames[subscriber.variant], topic, seq or 0):
                         dirty.append(subscriber)
                     delivered += 1
         room.traffic.add(size, delivered)
@@ -343,12 +406,36 @@ class Hub:
         room.topics.seen(topic, now)
         tails = room.party.tails
         if tails:
-            tails.offer(room.name, message, history.cursor(seq), now)
-        if self.relay is not None and not relayed:
-            self.relay(room.party, room.name, message, publisher, skip_publisher)
+            tails.offer(room.name, message, None if seq is None else history.cursor(seq), now)
         if self.unflushed_since is None and delivered:
             self.unflushed_since = now
         return delivered
+
+    def deliver_here(
+        self,
+        binding: str,
+        room_name: str,
+        message: Publish,
+        publisher: str | None,
+        skip_publisher: bool,
+        now: float,
+    ) -> int:
+        """Deliver a message of a numbered room here, without a number: Redis is
+        away, and it will be numbered when Redis is back."""
+        party = self.parties_by_binding.get(binding)
+        room = party.rooms.get(room_name) if party is not None else None
+        if room is None or not room.nodes:
+            return 0
+        return self._fan_out(room, message, publisher, now, skip_publisher, None)
+
+    def forget_cluster_histories(self) -> None:
+        """The link to Redis broke: what arrived may have gaps from now on, so no
+        local copy of a room's history may answer a resume until it is whole again."""
+        if self.sequence is None:
+            return
+        for party in self.parties_by_binding.values():
+            for room in party.rooms.values():
+                room.history.forget()
 
     def publish_elsewhere(
         self,
@@ -362,7 +449,9 @@ class Hub:
         """A publish to a room with no connections here: other daemons may have some."""
         if party.tails:
             party.tails.offer(room_name, message, None, now)
-        if self.relay is not None:
+        if self.sequence is not None and party.binding.history_messages > 0:
+            self.sequence(party, room_name, message, publisher, skip_publisher)
+        elif self.relay is not None:
             self.relay(party, room_name, message, publisher, skip_publisher)
 
     def deliver_relayed(

@@ -28,7 +28,7 @@ from wsproto.utilities import LocalProtocolError
 from .auth import FULL_ACCESS, Grant, verify
 from .config import ServerSettings
 from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter
-from .history import History
+from .history import History, parse_cursor
 from .http_plan import AcceptWebSocket, ReadBody, Reply, plan_request, too_large
 from .outbox import DropOldestOutbox, LatestOutbox, Outbox
 from .protocol import (
@@ -45,8 +45,9 @@ from .protocol import (
     parse_msgpack_message,
 )
 from .ratelimit import PublishLimiter
-from .rooms import Hub, Membership
+from .rooms import Fetched, Hub, Membership
 from .routing import topics_from_query
+from .topics import matches
 
 log = logging.getLogger("partysubd.session")
 
@@ -71,6 +72,7 @@ class Session:
         "_frames",
         "_h11",
         "_head",
+        "_held_patterns",
         "_limiter",
         "_partial",
         "_partial_binary",
@@ -111,6 +113,8 @@ class Session:
         self._ws: WSConnection | None = None
         self._frames: FrameSplitter | None = None
         self.membership: Membership | None = None
+        # While a resume waits for Redis: the patterns to listen on once it answers.
+        self._held_patterns: tuple[str, ...] | None = None
         self.id = ""
         self.country: str | None = None
         self.finished = False  # close the transport once the outbox is drained
@@ -453,7 +457,7 @@ class Session:
         self.membership = membership
         self._use_policy(binding.slow_consumer, membership.room.history)
         if options.since is not None:
-            self._resume(membership, options.since)
+            self._resume(membership, options.since, patterns)
         log.debug(
             "connect %s from %s to %s/%s node %s (country %s) topics %s",
             self.id,
@@ -603,6 +607,9 @@ class Session:
             self._send_error(message)
         elif isinstance(message, RefreshToken):
             self._refresh(message.token, membership)
+        elif self._held_patterns is not None:
+            # Waiting for Redis to answer a resume: the new patterns apply then.
+            self._held_patterns = self._allowed(message.patterns)
         else:
             membership.node.index.set_patterns(self, self._allowed(message.patterns))
 
@@ -691,16 +698,55 @@ class Session:
         outbox.adopt(self.out)
         self.out = outbox
 
-    def _resume(self, membership: Membership, since: str) -> None:
-        """Replay what the client missed since its cursor, then live messages follow."""
+    def _resume(self, membership: Membership, since: str, patterns: tuple[str, ...]) -> None:
+        """Replay what the client missed since its cursor, then live messages follow.
+
+        In a cluster a daemon may not hold the room's history that far back
+        (the client was on another daemon): then Redis is asked, and until it
+        answers the connection listens to nothing, so that the replay, what
+        arrived meanwhile and what comes after join without gap or repeat.
+        """
         resume = self.hub.resume(membership, self, since)
         history = membership.room.history
-        entries = [e for e in resume.entries if not (self.skip_self and e.publisher == self.id)]
-        body = {"recovered": resume.recovered, "replayed": len(entries)}
+        parsed = parse_cursor(since)
+        fetch = self.hub.fetch_history
+        if not resume.recovered and fetch is not None and history.enabled and parsed:
+            self._held_patterns = patterns
+            membership.node.index.set_patterns(self, ())
+            epoch, after = parsed
+            fetch(membership.room, epoch, after, lambda got: self._fetched(got, epoch, after))
+            return
+        entries = [(e.seq, e.message, e.publisher) for e in resume.entries]
+        self._replay(resume.recovered, history.epoch, entries)
+
+    def _fetched(self, fetched: Fetched, epoch: str, after: int) -> None:
+        """Redis answered a resume: replay its entries and what this daemon got since."""
+        membership, patterns = self.membership, self._held_patterns
+        self._held_patterns = None
+        if membership is None or patterns is None or self.finished:
+            return
+        entries: list[tuple[int, Publish, str | None]] = []
+        if fetched is not None:
+            by_seq = {seq: (seq, message, publisher) for seq, message, publisher in fetched[1]}
+            for entry in membership.room.history.entries_after(epoch, after):
+                by_seq.setdefault(entry.seq, (entry.seq, entry.message, entry.publisher))
+            entries = [
+                by_seq[seq]
+                for seq in sorted(by_seq)
+                if any(matches(p, by_seq[seq][1].topic) for p in patterns)
+            ]
+        self._replay(fetched is not None, epoch, entries)
+        membership.node.index.set_patterns(self, patterns)
+
+    def _replay(
+        self, recovered: bool, epoch: str, entries: list[tuple[int, Publish, str | None]]
+    ) -> None:
+        kept = [e for e in entries if not (self.skip_self and e[2] == self.id)]
+        body = {"recovered": recovered, "replayed": len(kept)}
         self._send(control_frame("__resume", body, self.variant.msgpack))
-        for entry in entries:
-            frame = message_frame(entry.message, history.cursor(entry.seq), self.variant)
-            if self.out.push_message(frame, entry.message.topic, entry.seq):
+        for seq, message, _ in kept:
+            frame = message_frame(message, f"{epoch}:{seq}", self.variant)
+            if self.out.push_message(frame, message.topic, seq):
                 self.hub.dirty.append(self)
 
 

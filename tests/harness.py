@@ -413,11 +413,28 @@ class RedisServer:
         return int(lines[1]) if len(lines) == 2 else 0
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is a port too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535 and port_is_free(port + 10000):
+            return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class RedisCluster:
     """A real three-primary Redis Cluster on free loopback ports (no replicas)."""
 
     def __init__(self, tmp: Path) -> None:
-        self.nodes = [RedisServer(tmp / f"node{i}") for i in range(3)]
+        self.nodes = [RedisServer(tmp / f"node{i}", _cluster_port()) for i in range(3)]
 
     @property
     def url(self) -> str:

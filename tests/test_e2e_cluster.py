@@ -23,6 +23,8 @@ from harness import Clients, Daemon, RedisCluster, RedisServer, free_port, node_
 from partysubd.config import DEFAULT_BINDING_TOML
 
 CHANNEL = "partysub:{PubSub:lobby}"
+# A binding with a history: in a cluster, Redis numbers its messages.
+HISTORY = '\n[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 1000\nhistory_seconds = 60\n'
 
 
 def cluster_toml(redis_url: str, extra: str = "") -> str:
@@ -73,10 +75,10 @@ def wait_until(check: Callable[[], bool], timeout: float = 10, what: str = "cond
 
 
 def start_cluster(
-    start_daemon: Any, redis: RedisServer, count: int, extra: str = ""
+    start_daemon: Any, redis: RedisServer, count: int, bindings: str = ""
 ) -> list[Daemon]:
     daemons = [
-        start_daemon(cluster_toml(redis.url, extra), "--cluster-name", f"d{i}")
+        start_daemon(cluster_toml(redis.url) + bindings, "--cluster-name", f"d{i}")
         for i in range(count)
     ]
     wait_until(
@@ -150,10 +152,14 @@ def test_skip_self_holds_across_daemons(
     ca.no_message("tab-a", 0.1)
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["plain", "numbered-by-redis"])
 def test_redis_restarted_mid_stream(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: Any,
+    redis: RedisServer,
+    clients_for: Callable[[Daemon], Clients],
+    history: bool,
 ) -> None:
-    a, b = start_cluster(start_daemon, redis, 2)
+    a, b = start_cluster(start_daemon, redis, 2, HISTORY if history else "")
     ca, cb = clients_for(a), clients_for(b)
     ca.connect("local", room="lobby")
     cb.connect("remote", room="lobby")
@@ -284,3 +290,60 @@ def test_redis_cluster_spreads_rooms_over_shards(
             assert cb.message(f"sub-{room}")["data"] == room
     finally:
         redis_cluster.stop()
+
+
+def test_resume_on_another_daemon_replays_from_redis(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    daemons = [
+        start_daemon(cluster_toml(redis.url) + HISTORY, "--cluster-name", name)
+        for name in ("a", "b")
+    ]
+    a, b = daemons
+    wait_until(lambda: len(admin(a, "/cluster")[1]["daemons"]) == 2, what="membership")
+    ca, cb = clients_for(a), clients_for(b)
+    ca.connect("first", room="lobby", query={"ids": "1"})
+    cb.connect("pub", room="lobby", query={"topics": ""})
+    wait_until(lambda: redis.subscribers(CHANNEL) == 2, what="both subscribed")
+    for n in range(30):
+        cb.send("pub", {"topic": "t", "data": n})
+    got = [ca.message("first") for _ in range(30)]
+    assert [m["data"] for m in got] == list(range(30))
+    epoch = got[0]["id"].rpartition(":")[0]
+    assert [m["id"] for m in got] == [f"{epoch}:{n + 1}" for n in range(30)], "Redis numbers them"
+    ca.close("first")
+    # The client comes back on the other daemon with its last cursor but one third.
+    cursor = got[9]["id"]
+    cb.connect("moved", room="lobby", query={"ids": "1", "since": cursor})
+    assert cb.message("moved") == {"__resume": {"recovered": True, "replayed": 20}}
+    replay = [cb.message("moved") for _ in range(20)]
+    assert [m["data"] for m in replay] == list(range(10, 30))
+    assert [m["id"] for m in replay] == [m["id"] for m in got[10:]]
+    for n in range(30, 35):
+        cb.send("pub", {"topic": "t", "data": n})
+    assert [cb.message("moved")["data"] for _ in range(5)] == list(range(30, 35))
+    cb.no_message("moved", 0.2)
+    # The daemon the client left answers from its own copy of the history.
+    ca.connect("back", room="lobby", query={"ids": "1", "since": cursor, "topics": "t"})
+    assert ca.message("back") == {"__resume": {"recovered": True, "replayed": 25}}
+    # A cursor from no epoch the cluster knows cannot be recovered.
+    cb.connect("stranger", room="lobby", query={"ids": "1", "since": "nope:3"})
+    assert cb.message("stranger") == {"__resume": {"recovered": False, "replayed": 0}}
+
+
+def test_idempotency_keys_hold_across_daemons(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    a = start_daemon(cluster_toml(redis.url) + HISTORY, "--cluster-name", "a")
+    b = start_daemon(cluster_toml(redis.url) + HISTORY, "--cluster-name", "b")
+    wait_until(lambda: len(admin(a, "/cluster")[1]["daemons"]) == 2, what="membership")
+    cb = clients_for(b)
+    cb.connect("sub", room="lobby")
+    wait_until(lambda: redis.subscribers(CHANNEL) == 1, what="b subscribed")
+    body = json.dumps({"topic": "t", "data": "once"})
+    for daemon in (a, b, a):
+        status, _, _ = daemon.post("/parties/pubsub/lobby", body, headers={"Idempotency-Key": "k1"})
+        assert status == 200
+    post(a, "t", "after")
+    assert cb.message("sub")["data"] == "once"
+    assert cb.message("sub")["data"] == "after"

@@ -26,6 +26,8 @@ WITH_HISTORY = (
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
+    """Tests ask for it after the daemon, so it closes first: a page polling a
+    daemon that has already stopped would log refused connections."""
     b = Browser()
     yield b
     b.close()
@@ -38,7 +40,7 @@ def admin_url(daemon: Daemon) -> str:
     return daemon.admin
 
 
-def test_overview_counts_follow_clients(browser: Browser, start_daemon: Any) -> None:
+def test_overview_counts_follow_clients(start_daemon: Any, browser: Browser) -> None:
     daemon = start_daemon(WITH_HISTORY)
     browser.open("d", admin_url(daemon) + "/")
     browser.wait_text("d", "#parties", "No live rooms")
@@ -58,7 +60,7 @@ def test_overview_counts_follow_clients(browser: Browser, start_daemon: Any) -> 
         clients.stop()
 
 
-def test_room_view_and_live_tail_with_a_filter(browser: Browser, start_daemon: Any) -> None:
+def test_room_view_and_live_tail_with_a_filter(start_daemon: Any, browser: Browser) -> None:
     daemon = start_daemon(WITH_HISTORY)
     clients = Clients(daemon)
     try:
@@ -98,7 +100,7 @@ def test_room_view_and_live_tail_with_a_filter(browser: Browser, start_daemon: A
         clients.stop()
 
 
-def test_token_login_then_tail(browser: Browser, start_daemon: Any) -> None:
+def test_token_login_then_tail(start_daemon: Any, browser: Browser) -> None:
     daemon = start_daemon('[admin]\ntoken = "s3cret"\n' + WITH_HISTORY)
     # Chromium logs the refused API calls before the login as console errors.
     browser.allowed_errors.append("status of 401")

@@ -109,7 +109,7 @@ def check_pages(browser: Browser, daemon: Daemon, base: str, name: str) -> None:
     browser.screenshot("sports", f"{name}-sports")
 
 
-def test_react_example_built_with_vite(browser: Browser, react_build: Path, daemon: Daemon) -> None:
+def test_react_example_built_with_vite(daemon: Daemon, react_build: Path, browser: Browser) -> None:
     server, base = serve_directory(react_build)
     try:
         check_pages(browser, daemon, base + "/", "react")
@@ -117,7 +117,7 @@ def test_react_example_built_with_vite(browser: Browser, react_build: Path, daem
         server.shutdown()
 
 
-def test_plain_javascript_example(browser: Browser, daemon: Daemon) -> None:
+def test_plain_javascript_example(daemon: Daemon, browser: Browser) -> None:
     need_packages("plain")
     server, base = serve_directory(EXAMPLES / "plain")
     try:

@@ -20,6 +20,7 @@ from partysubd.relay import (
     Outbound,
     channel_for,
     decode_batch,
+    decode_item,
     encode_batch,
     encode_item,
     room_of,
@@ -49,8 +50,8 @@ def test_batches_round_trip(
         encode_item(Publish(topic, data if has else None, has), publisher, skip)
         for topic, data, has, publisher, skip in items
     ]
-    got_origin, relayed = decode_batch(encode_batch(origin, encoded))
-    assert got_origin == origin
+    got_origin, epoch, relayed = decode_batch(encode_batch(origin, encoded))
+    assert got_origin == origin and epoch is None
     assert [
         (r.message.topic, r.message.data, r.message.has_data, r.publisher, r.skip_publisher)
         for r in relayed
@@ -72,6 +73,25 @@ def test_bad_batches_are_refused(payload: bytes) -> None:
         decode_batch(payload)
 
 
+def test_numbered_batches_as_the_lua_script_packs_them() -> None:
+    # cmsgpack packs every Lua string as msgpack str, whatever its bytes.
+    item = encode_item(Publish("t", b"\xff\x00", idem="k1"), "pk", True, delivered_here=True)
+    payload = msgpack.packb(["origin", "ep0ch", [[7, item]]], use_bin_type=False)
+    origin, epoch, (relayed,) = decode_batch(payload)
+    assert (origin, epoch, relayed.seq) == ("origin", "ep0ch", 7)
+    assert relayed.message == Publish("t", b"\xff\x00", True, "k1")
+    assert relayed.publisher == "pk" and relayed.skip_publisher and relayed.delivered_at_origin
+
+
+def test_numbered_and_plain_batches_stay_apart_with_their_idempotency_keys() -> None:
+    out = Outbound(limit=10)
+    out.add("a", encode_item(Publish("t", 1), None, False), numbered=True, idem="x")
+    out.add("a", encode_item(Publish("t", 2), None, False))
+    out.add("a", encode_item(Publish("t", 3), None, False), numbered=True)
+    numbered, plain = out.take()
+    assert (numbered.numbered, numbered.idems, plain.numbered) == (True, ["x", ""], False)
+
+
 @given(st.text(min_size=1, alphabet=st.characters(blacklist_characters=":{}")), st.text(min_size=1))
 def test_room_channels_round_trip(binding: str, room: str) -> None:
     channel = channel_for("partysub", binding, room)
@@ -84,27 +104,27 @@ def test_outbound_keeps_order_batches_per_channel_and_bounds_memory() -> None:
     assert out.add("a", encode_item(Publish("t", 1), None, False)) is True
     assert out.add("b", encode_item(Publish("t", 2), None, False)) is False
     out.add("a", encode_item(Publish("t", 3), None, False))
-    batches = out.take("me")
-    assert [(c, [r.message.data for r in decode_batch(p)[1]]) for c, p in batches] == [
+    batches = out.take()
+    assert [(b.channel, [decode_item(i).message.data for i in b.items]) for b in batches] == [
         ("a", [1, 3]),
         ("b", [2]),
     ]
     for n in range(8):
         out.add("a", encode_item(Publish("t", n), None, False))
     assert len(out) == 5 and out.dropped == 3
-    ((_, payload),) = out.take("me")
-    assert [r.message.data for r in decode_batch(payload)[1]] == [3, 4, 5, 6, 7]
+    (batch,) = out.take()
+    assert [decode_item(i).message.data for i in batch.items] == [3, 4, 5, 6, 7]
 
 
 def test_unsent_batches_go_back_in_front() -> None:
     out = Outbound(limit=100)
     for n in range(3):
         out.add("a", encode_item(Publish("t", n), None, False))
-    taken = out.take("me")
+    taken = out.take()
     out.add("a", encode_item(Publish("t", 3), None, False))
-    out.put_back(taken, "me")
-    ((_, payload),) = out.take("me")
-    assert [r.message.data for r in decode_batch(payload)[1]] == [0, 1, 2, 3]
+    out.put_back(taken)
+    (batch,) = out.take()
+    assert [decode_item(i).message.data for i in batch.items] == [0, 1, 2, 3]
 
 
 def test_interest_reports_net_changes_and_everything_after_a_reconnect() -> None:
@@ -205,3 +225,20 @@ def test_cluster_config_errors_name_their_key() -> None:
             expected,
             [str(i) for i in caught.value.issues],
         )
+
+
+def test_waiting_numbered_messages_are_marked_delivered_once() -> None:
+    out = Outbound(limit=10)
+    out.add("a", encode_item(Publish("t", 1), None, False), numbered=True)
+    out.add("a", encode_item(Publish("t", 2), None, False))
+    out.add("a", encode_item(Publish("t", 3), None, False, delivered_here=True), numbered=True)
+    out.add("b", encode_item(Publish("t", 4), "pk", True), numbered=True, idem="k")
+    waiting = out.numbered_not_delivered()
+    assert [(c, r.message.data, r.publisher) for c, r in waiting] == [
+        ("a", 1, None),
+        ("b", 4, "pk"),
+    ]
+    assert out.numbered_not_delivered() == [], "marked: not delivered twice"
+    numbered_a, plain_a, numbered_b = out.take()
+    assert [decode_item(i).delivered_at_origin for i in numbered_a.items] == [True, True]
+    assert numbered_b.idems == ["k"] and plain_a.items
