@@ -476,6 +476,7 @@ class ClusterLink:
                 await client.srem(self._index_key, gone)
                 log.info("cluster: %s left (no heartbeat)", ", ".join(gone))
             self.members = members
+            self.hub.set_cluster_size(len(members))
             await trio.sleep(settings.heartbeat_seconds)
 
 

@@ -93,13 +93,26 @@ class Party:
     tails: Tails = field(default_factory=Tails)
     http_limiter: AddressLimiter = field(init=False)
 
+    # Daemons sharing the per-address limits: in a cluster each enforces its
+    # share, so one address gets at most the configured rate from all of them.
+    share: int = 1
+
     def __post_init__(self) -> None:
         self._make_limiters()
 
     def _make_limiters(self) -> None:
-        limits = self.binding.limits
-        self.connect_limiter = AddressLimiter(limits.connect_rate, limits.connect_burst)
-        self.http_limiter = AddressLimiter(limits.publish_rate, limits.publish_burst)
+        limits, n = self.binding.limits, self.share
+        self.connect_limiter = AddressLimiter(
+            limits.connect_rate / n, _burst_share(limits.connect_burst, n)
+        )
+        self.http_limiter = AddressLimiter(
+            limits.publish_rate / n, _burst_share(limits.publish_burst, n)
+        )
+
+    def set_share(self, daemons: int) -> None:
+        if daemons != self.share:
+            self.share = daemons
+            self._make_limiters()
 
     def set_binding(self, binding: Binding) -> None:
         changed = binding.limits != self.binding.limits
@@ -115,6 +128,11 @@ Sequence = Callable[["Party", str, Publish, str | None, bool], bool]
 # epoch; None when it no longer reaches back that far.
 Fetched = tuple[str, list[tuple[int, Publish, str | None]]] | None
 FetchHistory = Callable[["Room", str, int, Callable[[Fetched], None]], None]
+
+
+def _burst_share(burst: float, daemons: int) -> float:
+    """A burst split over daemons, never below one request (0 keeps the default)."""
+    return max(1.0, burst / daemons) if burst > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +445,11 @@ class Hub:
         if room is None or not room.nodes:
             return 0
         return self._fan_out(room, message, publisher, now, skip_publisher, None)
+
+    def set_cluster_size(self, daemons: int) -> None:
+        """How many daemons share the per-address rate limits (the cluster view's size)."""
+        for party in self.parties_by_binding.values():
+            party.set_share(max(1, daemons))
 
     def forget_cluster_histories(self) -> None:
         """The link to Redis broke: what arrived may have gaps from now on, so no

@@ -347,3 +347,12 @@ def test_idempotency_keys_hold_across_daemons(
     post(a, "t", "after")
     assert cb.message("sub")["data"] == "once"
     assert cb.message("sub")["data"] == "after"
+
+
+def test_per_address_rate_limits_hold_across_daemons(start_daemon: Any, redis: RedisServer) -> None:
+    limits = '\n[[pubsub]]\nbinding = "PubSub"\npublish_rate = 0.01\npublish_burst = 4\n'
+    # Once both are in each other's view, each enforces half.
+    a, b = start_cluster(start_daemon, redis, 2, limits)
+    body = json.dumps({"topic": "t", "data": 1})
+    statuses = [d.post("/parties/pubsub/lobby", body)[0] for d in (a, b, a, b, a, b)]
+    assert statuses == [200, 200, 200, 200, 429, 429], "4 from one address, cluster-wide"

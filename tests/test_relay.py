@@ -242,3 +242,19 @@ def test_waiting_numbered_messages_are_marked_delivered_once() -> None:
     numbered_a, plain_a, numbered_b = out.take()
     assert [decode_item(i).delivered_at_origin for i in numbered_a.items] == [True, True]
     assert numbered_b.idems == ["k"] and plain_a.items
+
+
+def test_per_address_limits_are_shared_out_over_the_cluster() -> None:
+    extra = '\n[[pubsub]]\nbinding = "PubSub"\nconnect_rate = 10\nconnect_burst = 10\n'
+    hub = Hub(parse_config(DEFAULT_BINDING_TOML + extra, "t"), random.Random(2))
+    party = hub.parties["pubsub"]
+
+    def admitted(now: float) -> int:
+        return sum(1 for _ in range(20) if party.connect_limiter.take("1.2.3.4", now) == 0)
+
+    assert admitted(0.0) == 10
+    hub.set_cluster_size(2)
+    assert admitted(100.0) == 5, "each of two daemons admits half the burst"
+    assert party.connect_limiter.rate == 5
+    hub.set_cluster_size(0)
+    assert party.share == 1
