@@ -91,6 +91,12 @@ def room(console: Console, detail: dict[str, Any], connections: dict[str, Any]) 
         f"on {len(detail['nodes'])} nodes; {detail['messages_in']} published, "
         f"{detail['messages_out']} delivered"
     )
+    whole = detail.get("cluster")
+    if whole is not None:
+        console.print(
+            f"across the cluster: {whole['connections']} connections on "
+            f"{', '.join(whole['daemons'])}"
+        )
     nodes = Table(title="nodes")
     for column in ("node", "location", "connections"):
         nodes.add_column(column, justify="right" if column == "connections" else "left")
@@ -124,5 +130,25 @@ def topics(console: Console, detail: dict[str, Any]) -> None:
     recent.add_column("messages", justify="right")
     recent.add_column("last", justify="right")
     for row in detail["recent_topics"]:
+        recent.add_row(row["topic"], str(row["count"]), _ago(row["last_seen"]))
+    console.print(recent)
+    whole = detail.get("cluster")
+    if whole is None:
+        return
+    console.print(
+        f"across the cluster: {whole['connections']} connections on "
+        f"{len(whole['daemons'])} daemons ({', '.join(whole['daemons'])})"
+    )
+    patterns = Table(title="subscriptions across the cluster")
+    patterns.add_column("pattern")
+    patterns.add_column("connections", justify="right")
+    for row in whole["patterns"]:
+        patterns.add_row(row["pattern"], str(row["connections"]))
+    console.print(patterns)
+    recent = Table(title="recently published topics across the cluster")
+    recent.add_column("topic")
+    recent.add_column("messages", justify="right")
+    recent.add_column("last", justify="right")
+    for row in whole["recent_topics"]:
         recent.add_row(row["topic"], str(row["count"]), _ago(row["last_seen"]))
     console.print(recent)

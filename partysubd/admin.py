@@ -33,7 +33,7 @@ from hypercorn.typing import (
 )
 
 from . import inspect, metrics
-from .members import cluster_view
+from .members import cluster_room_view, cluster_view
 from .rooms import Hub
 from .routing import topics_from_query
 from .tail import Tail
@@ -163,11 +163,23 @@ class AdminApp:
             return _json(200, view)
         parts = path.split("/")
         if len(parts) in (4, 5) and parts[1] == "rooms" and parts[2] and parts[3]:
-            room = inspect.find_room(hub, unquote(parts[2]), unquote(parts[3]))
+            party_name, room_name = unquote(parts[2]), unquote(parts[3])
+            room = inspect.find_room(hub, party_name, room_name)
+            across = self._cluster_room(party_name, room_name)
             if isinstance(room, str):
+                if across is not None:
+                    # Not here, but on other daemons of the cluster.
+                    absent = inspect.absent_room_view(hub, party_name, room_name, across)
+                    if len(parts) == 4:
+                        return _json(200, absent)
+                    if parts[4] == "connections":
+                        return _json(200, {**_name_of(absent), "connections": []})
                 return _json(404, {"error": room})
             if len(parts) == 4:
-                return _json(200, inspect.room_view(room, state.clock()))
+                detail = inspect.room_view(room, state.clock())
+                if across is not None:
+                    detail["cluster"] = across
+                return _json(200, detail)
             if parts[4] == "connections":
                 return _json(200, inspect.connections_view(room, state.clock()))
         return _json(
@@ -207,6 +219,13 @@ class AdminApp:
         # Strict: the cookie never rides along with a request another site starts.
         cookie = f"{TOKEN_COOKIE}={quote(given[0])}; Path=/; HttpOnly; SameSite=Strict"
         return 303, b"", content_type, [(b"location", b"/"), (b"set-cookie", cookie.encode())]
+
+    def _cluster_room(self, party_name: str, room_name: str) -> dict[str, Any] | None:
+        link = self.state.cluster
+        party = self.state.hub.parties.get(party_name)
+        if link is None or party is None:
+            return None
+        return cluster_room_view(link.members, f"{party.binding.party_names[0]}/{room_name}")
 
     def _cluster(self) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
         link = self.state.cluster
@@ -344,6 +363,10 @@ def _json(
 ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
     body = json.dumps(payload, indent=2).encode() + b"\n"
     return status, body, "application/json", extra or []
+
+
+def _name_of(view: dict[str, Any]) -> dict[str, Any]:
+    return {"party": view["party"], "room": view["room"]}
 
 
 def _text(text: str) -> WebsocketSendEvent:

@@ -26,7 +26,7 @@ import trio
 
 from .config import ClusterSettings
 from .history import new_epoch
-from .members import Member, decode_member, local_rooms
+from .members import Member, decode_member, local_rooms, room_details
 from .protocol import Publish
 from .relay import (
     BadBatch,
@@ -450,6 +450,7 @@ class ClusterLink:
         ttl_ms = int(settings.dead_after_seconds * 1000)
         while True:
             connections, rooms = local_rooms(self.hub)
+            offset = time.time() - trio.current_time()
             me = Member(
                 name=self.name,
                 location=settings.location,
@@ -460,6 +461,7 @@ class ClusterLink:
                 rooms=rooms,
                 pending=len(self.outbound),
                 dropped=self.outbound.dropped,
+                details=room_details(self.hub, rooms, offset),
             )
             await client.set(self._member_key, me.encode(), px=ttl_ms)
             await client.sadd(self._index_key, [self.name])

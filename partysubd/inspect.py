@@ -154,6 +154,28 @@ def room_view(room: Room, clock: Clock) -> dict[str, Any]:
     }
 
 
+def absent_room_view(
+    hub: Hub, party_name: str, room_name: str, cluster: dict[str, Any]
+) -> dict[str, Any]:
+    """A room nobody here is in but other daemons of the cluster have."""
+    party = hub.parties[party_name]
+    return {
+        "party": party.binding.party_names[0],
+        "binding": party.binding.name,
+        "room": room_name,
+        "connections": 0,
+        "messages_in": 0,
+        "messages_out": 0,
+        "bytes_in": 0,
+        "bytes_out": 0,
+        "nodes": [],
+        "patterns": [],
+        "recent_topics": [],
+        "node_counts": [],
+        "cluster": cluster,
+    }
+
+
 def connections_view(room: Room, clock: Clock) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for node in room.nodes.values():

@@ -16,8 +16,11 @@ from typing import Any
 from .rooms import Hub
 
 # A heartbeat carries the daemon's busiest rooms, not all of them: enough for
-# the cluster-wide room view, bounded however many rooms a daemon has.
+# the cluster-wide room view, bounded however many rooms a daemon has; and for
+# the busiest of those, their patterns and recent topics (the topic view).
 MAX_ROOMS_PER_HEARTBEAT = 1000
+MAX_DETAILED_ROOMS = 100
+MAX_DETAIL_ENTRIES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class Member:
     rooms: dict[str, int] = field(default_factory=dict)
     pending: int = 0  # messages waiting for Redis
     dropped: int = 0  # messages dropped while Redis was away
+    # "<party>/<room>" -> {"patterns": {pattern: n}, "topics": {topic: [count, wall time]}}
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -45,6 +50,7 @@ class Member:
                 "rooms": self.rooms,
                 "pending": self.pending,
                 "dropped": self.dropped,
+                "details": self.details,
             },
             separators=(",", ":"),
         ).encode()
@@ -67,6 +73,7 @@ def decode_member(raw: bytes | str | None) -> Member | None:
             rooms={str(k): int(v) for k, v in rooms.items()},
             pending=int(doc.get("pending", 0)),
             dropped=int(doc.get("dropped", 0)),
+            details=dict(doc.get("details", {})),
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -86,6 +93,65 @@ def local_rooms(hub: Hub) -> tuple[int, dict[str, int]]:
         busiest = sorted(counts.items(), key=lambda kv: -kv[1])[:MAX_ROOMS_PER_HEARTBEAT]
         counts = dict(busiest)
     return total, counts
+
+
+def room_details(hub: Hub, rooms: dict[str, int], wall_offset: float) -> dict[str, dict[str, Any]]:
+    """Patterns and recent topics of the busiest rooms, for the cluster's topic view
+    (``wall_offset`` turns the daemon's monotonic times into wall-clock times)."""
+    details: dict[str, dict[str, Any]] = {}
+    busiest = sorted(rooms.items(), key=lambda kv: -kv[1])[:MAX_DETAILED_ROOMS]
+    for key, _ in busiest:
+        party_name, _, room_name = key.partition("/")
+        party = hub.parties.get(party_name)
+        room = party.rooms.get(room_name) if party is not None else None
+        if room is None:
+            continue
+        patterns: dict[str, int] = {}
+        for node in room.nodes.values():
+            for pattern, count in node.index.count_by_pattern().items():
+                patterns[pattern] = patterns.get(pattern, 0) + count
+        top = sorted(patterns.items(), key=lambda kv: -kv[1])[:MAX_DETAIL_ENTRIES]
+        topics = {
+            topic: [use.count, round(use.last_seen + wall_offset, 3)]
+            for topic, use in room.topics.items()[:MAX_DETAIL_ENTRIES]
+        }
+        details[key] = {"patterns": dict(top), "topics": topics}
+    return details
+
+
+def cluster_room_view(members: Iterable[Member], key: str) -> dict[str, Any] | None:
+    """One room across the cluster: connections and patterns summed over daemons;
+    recent topics from whichever daemon saw each most recently (every daemon in
+    a room sees all its messages, so counts are not summed)."""
+    daemons, connections = [], 0
+    patterns: dict[str, int] = {}
+    topics: dict[str, tuple[int, float]] = {}
+    for member in members:
+        if key not in member.rooms:
+            continue
+        daemons.append(member.name)
+        connections += member.rooms[key]
+        detail = member.details.get(key, {})
+        for pattern, count in detail.get("patterns", {}).items():
+            patterns[pattern] = patterns.get(pattern, 0) + int(count)
+        for topic, (count, last) in detail.get("topics", {}).items():
+            seen = topics.get(topic)
+            if seen is None or last > seen[1]:
+                topics[topic] = (max(int(count), seen[0] if seen else 0), float(last))
+    if not daemons:
+        return None
+    return {
+        "daemons": sorted(daemons),
+        "connections": connections,
+        "patterns": [
+            {"pattern": p, "connections": n}
+            for p, n in sorted(patterns.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "recent_topics": [
+            {"topic": t, "count": n, "last_seen": last}
+            for t, (n, last) in sorted(topics.items(), key=lambda kv: -kv[1][1])
+        ],
+    }
 
 
 def cluster_view(members: Iterable[Member], me: str, now: float) -> dict[str, Any]:

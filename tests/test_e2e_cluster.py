@@ -126,6 +126,29 @@ def test_three_daemons_deliver_every_message_once_in_publisher_order(
     assert daemons[0].admin
     with urllib.request.urlopen(daemons[0].admin + "/metrics", timeout=10) as response:
         text = response.read().decode()
+
+    # The room and topic views across the cluster, from any daemon.
+    def topics_view() -> dict[str, Any]:
+        status, detail = admin(daemons[0], "/rooms/pubsub/lobby")
+        assert status == 200
+        result: dict[str, Any] = detail["cluster"]
+        return result
+
+    wait_until(
+        lambda: topics_view()["connections"] == 6 and bool(topics_view()["recent_topics"]),
+        what="heartbeats carrying the room's details",
+    )
+    across = topics_view()
+    assert across["daemons"] == ["d0", "d1", "d2"]
+    assert {p["pattern"]: p["connections"] for p in across["patterns"]} == {"*": 3}
+    assert across["recent_topics"][0]["count"] == expected
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "topics", "lobby", "--admin", daemons[1].admin or ""],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0 and "across the cluster: 6 connections" in done.stdout
     assert "partysub_cluster_connected 1.0" in text
     assert "partysub_cluster_daemons 3.0" in text
     relayed_in = [

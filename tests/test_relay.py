@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
-from partysubd.members import Member, cluster_view, decode_member, local_rooms
+from partysubd.members import Member, cluster_room_view, cluster_view, decode_member, local_rooms
 from partysubd.outbox import Outbox
 from partysubd.protocol import Publish, Variant
 from partysubd.relay import (
@@ -258,3 +258,37 @@ def test_per_address_limits_are_shared_out_over_the_cluster() -> None:
     assert party.connect_limiter.rate == 5
     hub.set_cluster_size(0)
     assert party.share == 1
+
+
+def test_cluster_room_view_sums_connections_and_patterns_not_topic_counts() -> None:
+    a = Member(
+        "a",
+        "",
+        "",
+        0.0,
+        0.0,
+        2,
+        {"p/r": 2},
+        details={"p/r": {"patterns": {"*": 1, "x": 1}, "topics": {"t": [5, 10.0]}}},
+    )
+    b = Member(
+        "b",
+        "",
+        "",
+        0.0,
+        0.0,
+        1,
+        {"p/r": 1, "p/other": 4},
+        details={"p/r": {"patterns": {"*": 1}, "topics": {"t": [5, 12.0], "u": [1, 11.0]}}},
+    )
+    view = cluster_room_view([a, b], "p/r")
+    assert view == {
+        "daemons": ["a", "b"],
+        "connections": 3,
+        "patterns": [{"pattern": "*", "connections": 2}, {"pattern": "x", "connections": 1}],
+        "recent_topics": [
+            {"topic": "t", "count": 5, "last_seen": 12.0},
+            {"topic": "u", "count": 1, "last_seen": 11.0},
+        ],
+    }
+    assert cluster_room_view([a, b], "p/nowhere") is None
