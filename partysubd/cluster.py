@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import coredis
@@ -53,7 +54,9 @@ BACKOFF_MOST = 5.0
 # channel's hash tag, so in a Redis Cluster they live on the channel's shard.
 #   KEYS: stream, seq, epoch
 #   ARGV: channel, origin, max messages, history ms, a fresh epoch,
-#         idempotency key prefix, PUBLISH or SPUBLISH, then (idem, item) pairs
+#         idempotency key prefix, PUBLISH or SPUBLISH, messages lost before
+#         these (their numbers are skipped: a hole no resume can cross),
+#         then (idem, item) pairs
 NUMBER_SCRIPT = """
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
@@ -61,8 +64,11 @@ if not epoch then
   redis.call('DEL', KEYS[1], KEYS[2])
 end
 local ttl = tonumber(ARGV[4])
+if tonumber(ARGV[8]) > 0 then
+  redis.call('INCRBY', KEYS[2], ARGV[8])
+end
 local out = {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local fresh = true
   if ARGV[i] ~= '' then
     fresh = redis.call('SET', ARGV[6] .. ARGV[i], '1', 'NX', 'PX', ttl)
@@ -212,7 +218,10 @@ class ClusterLink:
                     fields = dict(zip(flat[::2], flat[1::2], strict=True))
                     item = decode_item(fields[b"m"], seq=int(fields[b"s"]))
                     entries.append((int(fields[b"s"]), item.message, item.publisher))
-                if not entries or entries[0][0] == after + 1:
+                seqs = [after] + [entry[0] for entry in entries]
+                # Whole only if nothing is missing (numbers skipped for lost
+                # messages, or trimmed from the stream, make it not whole).
+                if all(b == a + 1 for a, b in pairwise(seqs)):
                     result = (epoch, entries)
         except Exception as exc:  # a failed fetch is a resume that cannot recover
             log.warning("cluster: cannot fetch %s's history: %s", channel, _describe(exc))
@@ -412,6 +421,11 @@ class ClusterLink:
                     else:
                         pipe.publish(batch.channel, payload)
         numbered = [b for b in batches if b.numbered]
+        holes = self.outbound.take_holes()
+        # A room whose every waiting message was lost still gets its hole.
+        numbered += [
+            Batch(c, True, [], []) for c in holes if c not in {b.channel for b in numbered}
+        ]
         if not numbered:
             return
         script = client.register_script(NUMBER_SCRIPT)
@@ -429,6 +443,7 @@ class ClusterLink:
                 new_epoch(),
                 f"{batch.channel}:idem:",
                 command,
+                holes.get(batch.channel, 0),
             ]
             for idem, item in zip(batch.idems, batch.items, strict=True):
                 args += [idem, item]

@@ -144,6 +144,9 @@ class Outbound:
         # so order across channels is kept too.
         self._queue: deque[tuple[str, bool, bytes, str]] = deque()
         self.dropped = 0
+        # Numbered rooms' messages dropped, by channel: their numbers are
+        # skipped when Redis is back, so resumes see the hole.
+        self._holes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -153,10 +156,20 @@ class Outbound:
         queue = self._queue
         was_empty = not queue
         if len(queue) >= self.limit:
-            queue.popleft()
-            self.dropped += 1
+            self._drop_oldest()
         queue.append((channel, numbered, item, idem))
         return was_empty
+
+    def _drop_oldest(self) -> None:
+        channel, numbered, _, _ = self._queue.popleft()
+        self.dropped += 1
+        if numbered:
+            self._holes[channel] = self._holes.get(channel, 0) + 1
+
+    def take_holes(self) -> dict[str, int]:
+        """Numbered messages dropped since last asked, by channel."""
+        holes, self._holes = self._holes, {}
+        return holes
 
     def take(self, most: int = 10_000) -> list[Batch]:
         """Up to ``most`` messages as one batch per channel, channels in order of first use."""
@@ -197,8 +210,7 @@ class Outbound:
         for entry in reversed(restored):
             self._queue.appendleft(entry)
         while len(self._queue) > self.limit:
-            self._queue.popleft()
-            self.dropped += 1
+            self._drop_oldest()
 
 
 class Interest:

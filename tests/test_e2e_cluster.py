@@ -379,3 +379,39 @@ def test_per_address_rate_limits_hold_across_daemons(start_daemon: Any, redis: R
     body = json.dumps({"topic": "t", "data": 1})
     statuses = [d.post("/parties/pubsub/lobby", body)[0] for d in (a, b, a, b, a, b)]
     assert statuses == [200, 200, 200, 200, 429, 429], "4 from one address, cluster-wide"
+
+
+def test_messages_lost_while_redis_was_away_are_a_hole_resumes_see(
+    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    daemons = [
+        start_daemon(
+            cluster_toml(redis.url, "max_pending_messages = 5") + HISTORY, "--cluster-name", n
+        )
+        for n in ("a", "b")
+    ]
+    a, b = daemons
+    wait_until(lambda: len(admin(a, "/cluster")[1]["daemons"]) == 2, what="membership")
+    ca, cb = clients_for(a), clients_for(b)
+    ca.connect("local", room="lobby")
+    cb.connect("remote", room="lobby", query={"ids": "1"})
+    wait_until(lambda: redis.subscribers(CHANNEL) == 2, what="both subscribed")
+    post(a, "t", "before")
+    cursor = cb.message("remote")["id"]
+    redis.stop()
+    wait_until(lambda: admin(a, "/ready")[0] == 503, what="a to notice")
+    for n in range(20):  # max_pending_messages = 5: 15 of these are lost for b
+        post(a, "t", n)
+    assert [ca.message("local")["data"] for _ in range(21)] == ["before", *range(20)]
+    redis.start()
+    got = [cb.message("remote", timeout=15) for _ in range(5)]
+    assert [m["data"] for m in got] == list(range(15, 20))
+    # Redis came back empty: a new epoch, and in it the lost messages' numbers skipped.
+    epoch = cursor.rpartition(":")[0]
+    new_epoch, _, first = got[0]["id"].rpartition(":")
+    assert new_epoch != epoch and first == "16"
+    cb.connect("resumer", room="lobby", query={"ids": "1", "since": cursor})
+    assert cb.message("resumer") == {"__resume": {"recovered": False, "replayed": 0}}
+    after_hole = got[0]["id"]
+    cb.connect("later", room="lobby", query={"ids": "1", "since": after_hole})
+    assert cb.message("later") == {"__resume": {"recovered": True, "replayed": 4}}

@@ -292,3 +292,13 @@ def test_cluster_room_view_sums_connections_and_patterns_not_topic_counts() -> N
         ],
     }
     assert cluster_room_view([a, b], "p/nowhere") is None
+
+
+def test_dropped_numbered_messages_leave_a_hole_per_room() -> None:
+    out = Outbound(limit=2)
+    for n in range(4):
+        out.add("a", encode_item(Publish("t", n), None, False), numbered=True)
+    out.add("b", encode_item(Publish("t", 9), None, False))  # plain: no hole
+    assert out.dropped == 3
+    assert out.take_holes() == {"a": 3}
+    assert out.take_holes() == {}
