@@ -75,7 +75,10 @@ class History:
     def append(self, message: Publish, publisher: str | None, now: float) -> int:
         """Number the message; keep it if the room has a history. Its sequence number."""
         self.last_seq += 1
-        seq = self.last_seq
+        self._keep(self.last_seq, message, publisher, now)
+        return self.last_seq
+
+    def _keep(self, seq: int, message: Publish, publisher: str | None, now: float) -> None:
         if self.max_messages > 0:
             self._entries.append(Entry(seq, message, publisher, now))
             if message.idem is not None:
@@ -83,7 +86,6 @@ class History:
             if len(self._entries) > self.max_messages:
                 self._forget(self._entries.popleft())
             self.expire(now)
-        return seq
 
     def mirror(
         self, message: Publish, publisher: str | None, seq: int, epoch: str, now: float
@@ -103,13 +105,7 @@ class History:
         if seq != self.last_seq + 1:
             self._entries.clear()
         self.last_seq = seq
-        if self.max_messages > 0:
-            self._entries.append(Entry(seq, message, publisher, now))
-            if message.idem is not None:
-                self._idem[message.idem] = seq
-            if len(self._entries) > self.max_messages:
-                self._forget(self._entries.popleft())
-            self.expire(now)
+        self._keep(seq, message, publisher, now)
         return True
 
     def forget(self) -> None:

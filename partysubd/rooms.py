@@ -349,9 +349,8 @@ class Hub:
         """A message the cluster numbered: kept in the room's history (the local
         mirror of Redis's), and delivered unless it was delivered here already
         (published here while Redis was away)."""
-        party = self.parties_by_binding.get(binding)
-        room = party.rooms.get(room_name) if party is not None else None
-        if party is None or room is None:
+        room = self._live_room(binding, room_name)
+        if room is None:
             return 0
         if not room.history.mirror(message, publisher, seq, epoch, now) or delivered_here:
             return 0
@@ -440,11 +439,16 @@ class Hub:
     ) -> int:
         """Deliver a message of a numbered room here, without a number: Redis is
         away, and it will be numbered when Redis is back."""
-        party = self.parties_by_binding.get(binding)
-        room = party.rooms.get(room_name) if party is not None else None
-        if room is None or not room.nodes:
+        room = self._live_room(binding, room_name)
+        if room is None:
             return 0
         return self._fan_out(room, message, publisher, now, skip_publisher, None)
+
+    def _live_room(self, binding: str, room_name: str) -> Room | None:
+        """The room if someone here is in it (a message from Redis has someone to reach)."""
+        party = self.parties_by_binding.get(binding)
+        room = party.rooms.get(room_name) if party is not None else None
+        return room if room is not None and room.nodes else None
 
     def set_cluster_size(self, daemons: int) -> None:
         """How many daemons share the per-address rate limits (the cluster view's size)."""
@@ -487,12 +491,10 @@ class Hub:
         now: float,
     ) -> int:
         """A publish from another daemon, to this daemon's subscribers of the room."""
-        party = self.parties_by_binding.get(binding)
-        if party is None:
-            return 0
-        room = party.rooms.get(room_name)
-        if room is None or not room.nodes:
-            if party.tails:
+        room = self._live_room(binding, room_name)
+        if room is None:
+            party = self.parties_by_binding.get(binding)
+            if party is not None and party.tails:
                 party.tails.offer(room_name, message, None, now)
             return 0
         delivered = self.publish(
