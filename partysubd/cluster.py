@@ -328,6 +328,12 @@ class ClusterLink:
                 await pubsub.unsubscribe(*unsubscribe)
             self._confirm(subscribe, unsubscribe)
 
+    async def _listening(self, channel: str) -> None:
+        """Until Redis confirmed our subscription to ``channel``, if we want it."""
+        with trio.move_on_after(self.settings.dead_after_seconds):
+            while channel in self.interest.channels and channel not in self.subscribed:
+                await self._subscriptions_changed.wait()
+
     def _confirm(self, subscribed: list[str], unsubscribed: list[str]) -> None:
         self.subscribed.update(subscribed)
         self.subscribed.difference_update(unsubscribed)
@@ -430,6 +436,9 @@ class ClusterLink:
             return
         script = client.register_script(NUMBER_SCRIPT)
         for batch in numbered:
+            # Our own subscribers get these from Redis too: a room that just
+            # got its first connection here must be listened to before.
+            await self._listening(batch.channel)
             room = room_of(self.settings.prefix, batch.channel)
             party = self.hub.parties_by_binding.get(room[0]) if room else None
             if party is None:
