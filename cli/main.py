@@ -524,6 +524,8 @@ def effective(config: Config) -> dict[str, Any]:
     if config.cluster is not None:
         cluster = {f: getattr(config.cluster, f) for f in config.cluster.__dataclass_fields__}
         cluster["redis_url"] = _without_password(cluster["redis_url"])
+        if cluster["password"]:
+            cluster["password"] = "<set>"
         document["cluster"] = cluster
     if config.location_countries:
         document["location_countries"] = {k: list(v) for k, v in config.location_countries.items()}

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from itertools import pairwise
 from typing import Any
 
@@ -236,19 +237,31 @@ class ClusterLink:
 
     # --- the link ----------------------------------------------------------
 
-    def _client(self) -> Any:
-        url = self.settings.redis_url
-        if self.settings.mode == "cluster":
-            return coredis.RedisCluster.from_url(url)
-        return coredis.Redis.from_url(url)
+    @asynccontextmanager
+    async def _redis(self) -> AsyncIterator[Any]:
+        """A connected coredis client for the configured mode, closed on exit."""
+        settings = self.settings
+        if settings.mode == "sentinel":
+            hosts = [address.rpartition(":") for address in settings.sentinels]
+            sentinel = coredis.Sentinel(
+                [(host, int(port)) for host, _, port in hosts], password=settings.password or None
+            )
+            async with sentinel, sentinel.primary_for(settings.service) as primary:
+                yield primary
+            return
+        if settings.mode == "cluster":
+            client: Any = coredis.RedisCluster.from_url(settings.redis_url)
+        else:
+            client = coredis.Redis.from_url(settings.redis_url)
+        async with client:
+            yield client
 
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff and jitter."""
         backoff = BACKOFF_FIRST
         while True:
             try:
-                client = self._client()
-                async with client:
+                async with self._redis() as client:
                     await client.ping()
                     # Loaded up front: the first use would otherwise miss and retry.
                     for script in (NUMBER_SCRIPT, FETCH_SCRIPT):
@@ -290,8 +303,7 @@ class ClusterLink:
         if not self.connected:
             return
         with trio.move_on_after(1.0):
-            client = self._client()
-            async with client:
+            async with self._redis() as client:
                 await client.delete([self._member_key])
                 await client.srem(self._index_key, [self.name])
 

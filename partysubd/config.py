@@ -139,11 +139,16 @@ class AdminSettings:
 class ClusterSettings:
     """``[cluster]``: daemons joined through Redis (docs/cluster.md)."""
 
-    # redis://[[user]:password@]host:port[/db], rediss:// for TLS.
-    redis_url: str
-    # "single" (one Redis server, classic pub/sub) or "cluster" (Redis
-    # Cluster, sharded pub/sub: SPUBLISH/SSUBSCRIBE, a room per channel).
+    # redis://[[user]:password@]host:port[/db], rediss:// for TLS (with
+    # ?ssl_ca_certs=/path/ca.pem for a private CA). Unused with Sentinel.
+    redis_url: str = ""
+    # "single" (one Redis server, classic pub/sub), "cluster" (Redis Cluster,
+    # sharded pub/sub: SPUBLISH/SSUBSCRIBE, a room per channel) or "sentinel"
+    # (the primary of ``service`` as the sentinels name it, followed on failover).
     mode: str = "single"
+    sentinels: tuple[str, ...] = ()  # "host:port" of each sentinel
+    service: str = ""  # the monitored primary's name, e.g. "mymaster"
+    password: str = ""  # with Sentinel: the primary's password (else the URL carries it)
     # Unique per daemon; empty: "<hostname>-<pid>", chosen at start.
     name: str = ""
     location: str = ""
@@ -157,7 +162,7 @@ class ClusterSettings:
     max_pending_messages: int = 10_000
 
 
-CLUSTER_MODES = ("single", "cluster")
+CLUSTER_MODES = ("single", "cluster", "sentinel")
 SLOW_CONSUMER_POLICIES = ("disconnect", "drop", "latest")
 
 
@@ -361,6 +366,14 @@ def _redis_url(value: Any) -> str | None:
     return "must be a redis://, rediss:// or unix:// URL"
 
 
+def _host_ports(value: Any) -> str | None:
+    for item in value:
+        host, _, port = str(item).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f'{item!r} is not "host:port"'
+    return None if value else "must name at least one sentinel"
+
+
 def _cluster_mode(value: Any) -> str | None:
     return None if value in CLUSTER_MODES else f"must be one of {', '.join(CLUSTER_MODES)}"
 
@@ -428,6 +441,9 @@ _SERVER_KEYS: dict[str, _Key] = {
 _CLUSTER_KEYS: dict[str, _Key] = {
     "redis_url": _Key("str", _redis_url),
     "mode": _Key("str", _cluster_mode),
+    "sentinels": _Key("str_list", _host_ports),
+    "service": _Key("str", _not_empty),
+    "password": _Key("str"),
     "name": _Key("str"),
     "location": _Key("str"),
     "prefix": _Key("str", _not_empty),
@@ -600,10 +616,19 @@ class _Checker:
     def cluster(self, value: Any) -> ClusterSettings | None:
         path: KeyPath = ("cluster",)
         keys = self.table(value, path, _CLUSTER_KEYS)
-        if "redis_url" not in keys:
-            if isinstance(value, dict) and "redis_url" not in value:
+        given = value if isinstance(value, dict) else {}
+        if keys.get("mode") == "sentinel":
+            for needed in ("sentinels", "service"):
+                if needed not in given:
+                    self.error(path, f'mode = "sentinel" needs {needed}')
+            if "sentinels" not in keys or "service" not in keys:
+                return None
+        elif "redis_url" not in keys:
+            if "redis_url" not in given:
                 self.error(path, 'redis_url is required, e.g. redis_url = "redis://127.0.0.1:6379"')
             return None
+        if "sentinels" in keys:
+            keys["sentinels"] = tuple(keys["sentinels"])
         settings = ClusterSettings(**keys)
         if settings.dead_after_seconds <= settings.heartbeat_seconds:
             self.error(

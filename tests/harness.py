@@ -364,10 +364,24 @@ class RedisServer:
         self.dir = tmp
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra: list[str] = []
+        self.password: str | None = None
+        # (certificate, key): TLS only, the certificate its own CA.
+        self.tls: tuple[Path, Path] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls is not None:
+            return f"rediss://{auth}127.0.0.1:{self.port}/?ssl_ca_certs={self.tls[0]}"
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    def _security(self) -> list[str]:
+        args = ["--requirepass", self.password] if self.password else []
+        if self.tls is not None:
+            cert, key = (str(path) for path in self.tls)
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert]
+            args += ["--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
+        return args
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
@@ -375,6 +389,7 @@ class RedisServer:
                 "redis-server",
                 "--port",
                 str(self.port),
+                *self._security(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -402,8 +417,13 @@ class RedisServer:
         self.proc = None
 
     def cli(self, *args: str) -> str:
+        options = ["-p", str(self.port)]
+        if self.password:
+            options += ["-a", self.password, "--no-auth-warning"]
+        if self.tls is not None:
+            options += ["--tls", "--cacert", str(self.tls[0])]
         done = subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10
+            ["redis-cli", *options, *args], capture_output=True, text=True, timeout=10
         )
         return done.stdout.strip()
 
@@ -411,6 +431,52 @@ class RedisServer:
         """How many connections are subscribed to ``channel`` (PUBSUB NUMSUB)."""
         lines = self.cli("PUBSUB", "NUMSUB", channel).splitlines()
         return int(lines[1]) if len(lines) == 2 else 0
+
+
+class RedisSentinel:
+    """A real Redis Sentinel (redis-server --sentinel) watching ``primary`` as "mymaster"."""
+
+    def __init__(self, tmp: Path, primary: RedisServer) -> None:
+        self.primary = primary
+        self.port = free_port()
+        self.conf = tmp / "sentinel.conf"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisSentinel:
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.primary.port} 1\n"
+        )
+        self.proc = subprocess.Popen(
+            ["redis-server", str(self.conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            done = subprocess.run(
+                [
+                    "redis-cli",
+                    "-p",
+                    str(self.port),
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    "mymaster",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            if str(self.primary.port) in done.stdout:
+                return self
+            if time.monotonic() > deadline:
+                raise AssertionError("redis sentinel did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _cluster_port() -> int:

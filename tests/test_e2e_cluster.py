@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_e2e_tls import self_signed
 
-from harness import Clients, Daemon, RedisCluster, RedisServer, free_port, node_available
+from harness import (
+    Clients,
+    Daemon,
+    RedisCluster,
+    RedisSentinel,
+    RedisServer,
+    free_port,
+    node_available,
+)
 from partysubd.config import DEFAULT_BINDING_TOML
 
 CHANNEL = "partysub:{PubSub:lobby}"
@@ -415,3 +424,71 @@ def test_messages_lost_while_redis_was_away_are_a_hole_resumes_see(
     after_hole = got[0]["id"]
     cb.connect("later", room="lobby", query={"ids": "1", "since": after_hole})
     assert cb.message("later") == {"__resume": {"recovered": True, "replayed": 4}}
+
+
+def cross_delivery_works(daemons: list[Daemon], clients_for: Callable[[Daemon], Clients]) -> None:
+    a, b = daemons
+    wait_until(lambda: len(admin(a, "/cluster")[1]["daemons"]) == 2, what="membership")
+    cb = clients_for(b)
+    cb.connect("sub", room="lobby")
+    wait_until(lambda: admin(b, "/cluster")[1]["link"]["channels"] == 1, what="b listening")
+    deadline = time.monotonic() + 10
+    while True:  # b's subscription is confirmed by Redis a moment after it is asked for
+        post(a, "t", "across")
+        try:
+            assert cb.message("sub", timeout=0.3)["data"] == "across"
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.mark.parametrize("security", ["password", "tls"])
+def test_redis_with_a_password_or_tls(
+    start_daemon: Any,
+    tmp_path: Path,
+    clients_for: Callable[[Daemon], Clients],
+    security: str,
+) -> None:
+    redis = RedisServer(tmp_path)
+    if security == "password":
+        redis.password = "s3cret"
+    else:
+        redis.tls = self_signed(tmp_path, "redis")
+    redis.start()
+    try:
+        daemons = [
+            start_daemon(cluster_toml(redis.url), "--cluster-name", name) for name in ("a", "b")
+        ]
+        cross_delivery_works(daemons, clients_for)
+        wrong = redis.url.replace("s3cret", "nope") if redis.password else redis.url.split("?")[0]
+        refused = start_daemon(cluster_toml(wrong), "--cluster-name", "c")
+        wait_until(
+            lambda: admin(refused, "/ready")[1]["reason"].startswith("Redis unreachable"),
+            what="c to say why it is not ready",
+        )
+        assert "s3cret" not in "\n".join(refused.lines), "the password is never logged"
+    finally:
+        redis.stop()
+
+
+def test_redis_through_sentinel(
+    start_daemon: Any, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
+) -> None:
+    primary = RedisServer(tmp_path / "primary")
+    primary.dir.mkdir()
+    primary.password = "pw"
+    primary.start()
+    sentinel = RedisSentinel(tmp_path, primary).start()
+    try:
+        toml = (
+            f'[cluster]\nmode = "sentinel"\nsentinels = ["127.0.0.1:{sentinel.port}"]\n'
+            'service = "mymaster"\npassword = "pw"\nheartbeat_seconds = 0.3\n'
+            "dead_after_seconds = 1.2\n" + DEFAULT_BINDING_TOML
+        )
+        daemons = [start_daemon(toml, "--cluster-name", name) for name in ("a", "b")]
+        cross_delivery_works(daemons, clients_for)
+        assert primary.subscribers(CHANNEL) == 1, "the primary the sentinel names carries it"
+    finally:
+        sentinel.stop()
+        primary.stop()

@@ -503,3 +503,21 @@ def test_json_log_format(start_daemon: Any) -> None:
     entry = json.loads(daemon.wait_for_log(r'"message": "partysub .* listening on'))
     assert entry["level"] == "info" and entry["logger"] == "partysubd"
     assert entry["time"].endswith("Z")
+
+
+def test_config_check_and_show_the_cluster_example_without_secrets(tmp_path: Path) -> None:
+    done = cli("config", "check", "-c", "config/cluster.toml")
+    assert done.returncode == 0 and "cluster: Redis in single mode" in done.stdout
+    secret = (ROOT / "config" / "cluster.toml").read_text()
+    secret = secret.replace("redis://127.0.0.1:6379", "redis://app:hunter2@127.0.0.1:6379/0")
+    secret = secret.replace('mode = "single"', 'mode = "single"\npassword = "hunter3"')
+    path = tmp_path / "secret.toml"
+    path.write_text(secret)
+    shown = cli("config", "show", "-c", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "hunter2" not in shown.stdout and "hunter3" not in shown.stdout
+    import tomllib
+
+    cluster = tomllib.loads(shown.stdout)["cluster"]
+    assert cluster["redis_url"] == "redis://app:<set>@127.0.0.1:6379/0"
+    assert cluster["password"] == "<set>" and cluster["heartbeat_seconds"] == 2

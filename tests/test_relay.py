@@ -206,6 +206,9 @@ def test_cluster_config_errors_name_their_key() -> None:
     good = '[cluster]\nredis_url = "redis://127.0.0.1:6379"\n' + DEFAULT_BINDING_TOML
     config = parse_config(good, "c.toml")
     assert config.cluster is not None and config.cluster.mode == "single"
+    sentinel = '[cluster]\nmode = "sentinel"\nservice = "m"\nsentinels = ["h:26379"]\n'
+    config = parse_config(sentinel + DEFAULT_BINDING_TOML, "c.toml")
+    assert config.cluster is not None and config.cluster.sentinels == ("h:26379",)
     for text, expected in (
         ('[cluster]\nmode = "single"\n', "c.toml:1: [cluster] error: redis_url is required"),
         (
@@ -218,6 +221,11 @@ def test_cluster_config_errors_name_their_key() -> None:
             "[cluster.dead_after_seconds] error: must be longer than heartbeat_seconds",
         ),
         ('[server]\nreuse_port = "yes"\n', "[server.reuse_port] error"),
+        ('[cluster]\nmode = "sentinel"\nservice = "m"\n', 'mode = "sentinel" needs sentinels'),
+        (
+            '[cluster]\nmode = "sentinel"\nservice = "m"\nsentinels = ["nohost"]\n',
+            "[cluster.sentinels] error: 'nohost' is not \"host:port\"",
+        ),
     ):
         with pytest.raises(ConfigError) as caught:
             parse_config(text + DEFAULT_BINDING_TOML, "c.toml")
