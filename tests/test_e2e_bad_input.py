@@ -120,6 +120,7 @@ def test_truncated_frame_then_disconnect(strict: Daemon, witness: Clients) -> No
     raw.close()
 
 
+@pytest.mark.serial
 def test_slowloris_handshake_is_cut(strict: Daemon, witness: Clients) -> None:
     raw = RawClient(strict)
     started = time.monotonic()
@@ -182,6 +183,7 @@ def daemon_tasks(daemon: Daemon) -> int:
         return tasks
 
 
+@pytest.mark.serial
 def test_connect_disconnect_storm_leaks_nothing(strict: Daemon, witness: Clients) -> None:
     witness.sync()
     time.sleep(0.3)

@@ -426,6 +426,7 @@ def test_sd_notify_ready_reload_watchdog_stopping(tmp_path: Path) -> None:
     assert order == ["READY", "RELOADING", "READY", "STOPPING"]
 
 
+@pytest.mark.serial
 def test_sigterm_drains_in_batches_and_exits_0(start_daemon: Any) -> None:
     daemon = start_daemon(
         RELOADABLE.replace("ping_interval = 0", "ping_interval = 0\ndrain_seconds = 1")
@@ -450,6 +451,7 @@ def test_sigterm_drains_in_batches_and_exits_0(start_daemon: Any) -> None:
         clients.stop()
 
 
+@pytest.mark.serial
 def test_ready_turns_false_while_draining(start_daemon: Any) -> None:
     daemon = start_daemon(
         RELOADABLE.replace("ping_interval = 0", "ping_interval = 0\ndrain_seconds = 3")
