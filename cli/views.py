@@ -52,7 +52,7 @@ def rooms(console: Console, payload: dict[str, Any]) -> None:
         table = Table(title="rooms across the cluster")
         for column in ("party", "room", "connections", "daemons"):
             table.add_column(column, justify="left" if column in ("party", "room") else "right")
-        for entry in whole["rooms"]:
+        for entry in whole["by_room"]:
             table.add_row(
                 entry["party"], entry["room"], str(entry["connections"]), str(entry["daemons"])
             )

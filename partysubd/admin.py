@@ -159,7 +159,7 @@ class AdminApp:
             view = inspect.rooms_view(hub)
             if state.cluster is not None:
                 whole = cluster_view(state.cluster.members, state.cluster.name, time.time())
-                view["cluster"] = {**whole["totals"], "rooms": whole["rooms"]}
+                view["cluster"] = {**whole["totals"], "by_room": whole["rooms"]}
             return _json(200, view)
         parts = path.split("/")
         if len(parts) in (4, 5) and parts[1] == "rooms" and parts[2] and parts[3]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from itertools import pairwise
@@ -25,6 +26,7 @@ from typing import Any
 
 import coredis
 import trio
+from coredis.retry import NoRetryPolicy
 
 from .config import ClusterSettings
 from .history import new_epoch
@@ -35,6 +37,7 @@ from .relay import (
     Batch,
     Interest,
     Outbound,
+    Relayed,
     channel_for,
     decode_batch,
     decode_item,
@@ -46,8 +49,12 @@ from .rooms import Fetched, Hub, Party, Room
 
 log = logging.getLogger("partysubd.cluster")
 
+# coredis would quietly reconnect a broken pub/sub connection, and a heartbeat
+# could then say "subscribed" before it is: every failure comes to run() instead.
+NO_RETRY = NoRetryPolicy()
 BACKOFF_FIRST = 0.1
-BACKOFF_MOST = 5.0
+BACKOFF_MOST = 2.0
+JITTER = 1.5  # a wait is backoff times 0.5 to 1.5
 
 # Numbering a room's messages (rooms with a history): one script per batch, so
 # the room's sequence, its stream and the publish to the other daemons happen
@@ -138,6 +145,9 @@ class ClusterLink:
         self.subscribed: set[str] = set()
         self._subscriptions_changed = trio.Event()
         self._connection: tuple[Any, trio.Nursery] | None = None
+        # Numbered items sent to Redis whose echo has not come back, by channel:
+        # if the link breaks first, this daemon's subscribers get them at once.
+        self._unechoed: dict[str, deque[bytes]] = {}
         self._reported_drops = 0
         prefix = settings.prefix
         self._index_key = f"{prefix}:{{members}}"
@@ -177,10 +187,39 @@ class ClusterLink:
             self._send_wanted.set()
         return connected
 
+    def _echoed(self, channel: str, relayed: list[Relayed]) -> None:
+        """Our own numbered items came back: no longer in doubt. Redis numbers in
+        order, so older ones not matched were repeats it dropped (idempotency)."""
+        unechoed = self._unechoed.get(channel)
+        for item in relayed:
+            while unechoed and unechoed.popleft() != item.packed:
+                pass
+        if unechoed is not None and not unechoed:
+            del self._unechoed[channel]
+
+    def _deliver_unechoed_here(self) -> None:
+        """The link broke after Redis took numbered items of ours but before their
+        echo came back: Redis may have delivered them to the others (or lost them
+        with its memory, which changes the room's epoch: resumes then say so).
+        Either way this daemon's subscribers get them now, in order."""
+        now = trio.current_time()
+        for channel, items in self._unechoed.items():
+            room = room_of(self.settings.prefix, channel)
+            if room is None:
+                continue
+            for packed in items:
+                item = decode_item(packed)
+                if not item.delivered_at_origin:
+                    self.hub.deliver_here(
+                        room[0], room[1], item.message, item.publisher, item.skip_publisher, now
+                    )
+        self._unechoed = {}
+
     def _deliver_waiting_here(self) -> None:
         """Redis went away with numbered messages of ours still queued: their
         subscribers here get them now, in order, ahead of what is published
         during the outage (the others get them when Redis is back)."""
+        self._deliver_unechoed_here()
         now = trio.current_time()
         waiting = self.outbound.numbered_not_delivered()
         for channel, item in waiting:
@@ -250,9 +289,10 @@ class ClusterLink:
                 yield primary
             return
         if settings.mode == "cluster":
+            # Its own retries follow the cluster's redirections and failovers.
             client: Any = coredis.RedisCluster.from_url(settings.redis_url)
         else:
-            client = coredis.Redis.from_url(settings.redis_url)
+            client = coredis.Redis.from_url(settings.redis_url, retry_policy=NO_RETRY)
         async with client:
             yield client
 
@@ -295,7 +335,7 @@ class ClusterLink:
                     log.warning("cluster: Redis unreachable (%s); retrying", failure)
                 self.reason = f"Redis unreachable: {failure}"
             self.connected = False
-            await trio.sleep(backoff * random.uniform(0.5, 1.5))
+            await trio.sleep(backoff * random.uniform(2 - JITTER, JITTER))
             backoff = min(backoff * 2, BACKOFF_MOST)
 
     async def leave(self) -> None:
@@ -311,9 +351,9 @@ class ClusterLink:
         self, client: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         if self.settings.mode == "cluster":
-            pubsub = client.sharded_pubsub(ignore_subscribe_messages=True)
+            pubsub = client.sharded_pubsub(ignore_subscribe_messages=True, retry_policy=NO_RETRY)
         else:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=True, retry_policy=NO_RETRY)
         async with pubsub:
             channels = self.interest.restart()
             if channels:
@@ -375,6 +415,8 @@ class ClusterLink:
                 )
         else:
             mine = origin == self.name
+            if mine:
+                self._echoed(name, relayed)
             for item in relayed:
                 assert item.seq is not None
                 hub.deliver_sequenced(
@@ -392,10 +434,10 @@ class ClusterLink:
         self.wake()
 
     async def _others_back(self, client: Any, others: set[str], since: float) -> None:
-        """Wait (at most dead_after_seconds) until every daemon in ``others`` has
-        heartbeated since ``since``: it is subscribed again, and will hear what we send.
-        A daemon that does not come back in that time is taken for gone."""
-        with trio.move_on_after(self.settings.dead_after_seconds):
+        """Wait until every daemon in ``others`` has heartbeated since ``since``: it
+        is subscribed again, and will hear what we send. One that has not after its
+        longest retry wait plus ``dead_after_seconds`` is taken for gone."""
+        with trio.move_on_after(BACKOFF_MOST * JITTER + self.settings.dead_after_seconds):
             while others:
                 names = sorted(others)
                 raws = await client.mget([f"{self._index_key}:{n}" for n in names])
@@ -419,15 +461,17 @@ class ClusterLink:
             batches = self.outbound.take()
             if not batches:
                 continue
+            sent: list[Batch] = []
             try:
-                await self._publish(client, batches)
+                await self._publish(client, batches, sent)
             except BaseException:
                 # Not sent (or not known to be): keep them for the next connection.
-                self.outbound.put_back(batches)
+                self.outbound.put_back([b for b in batches if not any(b is s for s in sent)])
                 raise
             self.relayed_out += len(batches)
 
-    async def _publish(self, client: Any, batches: list[Batch]) -> None:
+    async def _publish(self, client: Any, batches: list[Batch], sent: list[Batch]) -> None:
+        """Send the batches, adding each to ``sent`` once Redis has taken it."""
         command = "SPUBLISH" if self.settings.mode == "cluster" else "PUBLISH"
         plain = [b for b in batches if not b.numbered]
         if plain:
@@ -438,6 +482,7 @@ class ClusterLink:
                         pipe.spublish(batch.channel, payload)
                     else:
                         pipe.publish(batch.channel, payload)
+            sent.extend(plain)
         numbered = [b for b in batches if b.numbered]
         holes = self.outbound.take_holes()
         # A room whose every waiting message was lost still gets its hole.
@@ -454,7 +499,8 @@ class ClusterLink:
             room = room_of(self.settings.prefix, batch.channel)
             party = self.hub.parties_by_binding.get(room[0]) if room else None
             if party is None:
-                continue  # a binding removed since: nobody to number it for
+                sent.append(batch)  # a binding removed since: nobody to number it for
+                continue
             binding = party.binding
             args: list[str | bytes | int] = [
                 batch.channel,
@@ -468,7 +514,16 @@ class ClusterLink:
             ]
             for idem, item in zip(batch.idems, batch.items, strict=True):
                 args += [idem, item]
-            await script(keys=room_keys(batch.channel), args=args)
+            # Noted before sending: the echo may come back before the reply.
+            unechoed = self._unechoed.setdefault(batch.channel, deque())
+            unechoed.extend(batch.items)
+            try:
+                await script(keys=room_keys(batch.channel), args=args)
+            except BaseException:
+                for _ in batch.items:  # put back to be sent again instead
+                    unechoed.pop()
+                raise
+            sent.append(batch)
 
     def _report_drops(self) -> None:
         dropped = self.outbound.dropped

@@ -56,8 +56,10 @@ class Relayed:
     skip_publisher: bool
     # Published on ``origin`` while Redis was away and delivered there already.
     delivered_at_origin: bool = False
-    # Numbered by Redis (rooms with a history): the room's sequence number.
+    # Numbered by Redis (rooms with a history): the room's sequence number,
+    # and the item as it was sent (its publisher recognises its own echo by it).
     seq: int | None = None
+    packed: bytes = b""
 
 
 def encode_item(
@@ -93,8 +95,9 @@ _ITEM_ERRORS = (ValueError, TypeError, AttributeError, msgpack.ExtraData)
 
 def decode_item(raw: Any, origin: str = "", seq: int | None = None) -> Relayed:
     """One item, packed (as Redis keeps it) or already unpacked (inside a plain batch)."""
-    if isinstance(raw, bytes):
-        raw = msgpack.unpackb(raw, raw=False)
+    packed = raw if isinstance(raw, bytes) else b""
+    if packed:
+        raw = msgpack.unpackb(packed, raw=False)
     topic, data, has_data, publisher, skip_publisher, idem, delivered = raw
     if not isinstance(topic, str) or not isinstance(has_data, bool):
         raise BadBatch("malformed item")
@@ -103,7 +106,7 @@ def decode_item(raw: Any, origin: str = "", seq: int | None = None) -> Relayed:
     if idem is not None and not isinstance(idem, str):
         raise BadBatch("malformed idempotency key")
     message = Publish(topic, data, has_data, idem)
-    return Relayed(origin, message, publisher, bool(skip_publisher), bool(delivered), seq)
+    return Relayed(origin, message, publisher, bool(skip_publisher), bool(delivered), seq, packed)
 
 
 def decode_batch(payload: bytes) -> tuple[str, str | None, list[Relayed]]:

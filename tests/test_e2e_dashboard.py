@@ -1,13 +1,14 @@
 """The dashboard in headless Chromium, and its live tail, against a running daemon.
 
 Screenshots land in artifacts/screenshots/ (dashboard-overview.png,
-dashboard-room.png, dashboard-login.png).
+dashboard-room.png, dashboard-login.png, dashboard-cluster.png).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from browser import Browser
-from harness import Clients, Daemon, node_available
+from harness import Clients, Daemon, RedisServer, node_available
 from partysubd.config import DEFAULT_BINDING_TOML
 
 WITH_HISTORY = (
@@ -157,3 +158,22 @@ def test_a_tail_that_does_not_read_never_holds_up_delivery(start_daemon: Any) ->
         trio.run(main)
     finally:
         clients.stop()
+
+
+def test_the_cluster_in_the_overview(start_daemon: Any, browser: Browser, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path).start()
+    try:
+        toml = (
+            f'[cluster]\nredis_url = "{redis.url}"\nlocation = "weur"\n'
+            "heartbeat_seconds = 0.3\ndead_after_seconds = 1.2\n" + DEFAULT_BINDING_TOML
+        )
+        a = start_daemon(toml, "--cluster-name", "web-0")
+        start_daemon(toml, "--cluster-name", "web-1")
+        browser.open("d", admin_url(a) + "/")
+        browser.wait_text("d", "#daemons", "web-1")
+        browser.wait_text("d", "#daemons", "web-0 (this one)")
+        browser.wait_text("d", "#cluster h2", "2 daemons")
+        browser.wait_text("d", "#cluster h2", "Redis link up")
+        browser.screenshot("d", "dashboard-cluster")
+    finally:
+        redis.stop()

@@ -197,6 +197,42 @@ async function showOverview(now) {
     return section;
   });
   $("#parties").replaceChildren(...parties);
+  await showCluster(rooms.cluster);
+}
+
+// With [cluster]: every daemon of the cluster, from their heartbeats.
+async function showCluster(summary) {
+  if (!summary) {
+    $("#cluster").replaceChildren();
+    return;
+  }
+  const { body: view } = await api("/cluster");
+  const h2 = document.createElement("h2");
+  h2.textContent = "cluster ";
+  const sub = document.createElement("span");
+  sub.className = "muted";
+  const link = view.link.connected ? "Redis link up" : `Redis link down: ${view.link.reason}`;
+  sub.textContent =
+    `${summary.daemons} daemons · ${summary.connections} connections in ${summary.rooms} rooms · ${link}`;
+  h2.append(sub);
+  const table = document.createElement("table");
+  table.id = "daemons";
+  table.innerHTML =
+    "<thead><tr><th>daemon</th><th>location</th><th>address</th><th class=num>connections</th>" +
+    "<th class=num>rooms</th><th class=num>waiting for Redis</th><th class=num>last seen</th></tr></thead><tbody></tbody>";
+  fillTable(
+    table,
+    view.daemons.map((d) => [
+      cell(d.self ? `${d.name} (this one)` : d.name),
+      cell(d.location),
+      cell(d.address, "mono"),
+      cell(String(d.connections), "num"),
+      cell(String(d.rooms), "num"),
+      cell(String(d.pending), "num"),
+      cell(`${formatAge(d.last_seen)} ago`, "num"),
+    ]),
+  );
+  $("#cluster").replaceChildren(h2, table);
 }
 
 async function showRoom(party, room, now) {
