@@ -119,19 +119,7 @@ def room(console: Console, detail: dict[str, Any], connections: dict[str, Any]) 
 
 
 def topics(console: Console, detail: dict[str, Any]) -> None:
-    patterns = Table(title=f"subscriptions in {detail['party']}/{detail['room']}")
-    patterns.add_column("pattern")
-    patterns.add_column("connections", justify="right")
-    for row in detail["patterns"]:
-        patterns.add_row(row["pattern"], str(row["connections"]))
-    console.print(patterns)
-    recent = Table(title="recently published topics")
-    recent.add_column("topic")
-    recent.add_column("messages", justify="right")
-    recent.add_column("last", justify="right")
-    for row in detail["recent_topics"]:
-        recent.add_row(row["topic"], str(row["count"]), _ago(row["last_seen"]))
-    console.print(recent)
+    _topic_tables(console, detail, f"in {detail['party']}/{detail['room']}")
     whole = detail.get("cluster")
     if whole is None:
         return
@@ -139,16 +127,20 @@ def topics(console: Console, detail: dict[str, Any]) -> None:
         f"across the cluster: {whole['connections']} connections on "
         f"{len(whole['daemons'])} daemons ({', '.join(whole['daemons'])})"
     )
-    patterns = Table(title="subscriptions across the cluster")
+    _topic_tables(console, whole, "across the cluster")
+
+
+def _topic_tables(console: Console, view: dict[str, Any], where: str) -> None:
+    patterns = Table(title=f"subscriptions {where}")
     patterns.add_column("pattern")
     patterns.add_column("connections", justify="right")
-    for row in whole["patterns"]:
+    for row in view["patterns"]:
         patterns.add_row(row["pattern"], str(row["connections"]))
     console.print(patterns)
-    recent = Table(title="recently published topics across the cluster")
+    recent = Table(title=f"recently published topics {where}")
     recent.add_column("topic")
     recent.add_column("messages", justify="right")
     recent.add_column("last", justify="right")
-    for row in whole["recent_topics"]:
+    for row in view["recent_topics"]:
         recent.add_row(row["topic"], str(row["count"]), _ago(row["last_seen"]))
     console.print(recent)
