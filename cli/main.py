@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -303,6 +303,16 @@ def _room_path(party: str | None, room: str, config: Path | None) -> str:
     return f"/rooms/{quote(name, safe='')}/{quote(room, safe='')}"
 
 
+def _show(
+    payload: dict[str, Any], as_json: bool, draw: Callable[[Console, dict[str, Any]], None]
+) -> None:
+    """A control-plane answer: as JSON for scripts, or drawn as tables for people."""
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        draw(Console(), payload)
+
+
 @app.command()
 def rooms(
     config: ConfigOption = None,
@@ -314,11 +324,7 @@ def rooms(
 
     Example: partysub rooms -c /etc/partysub/partysub.toml
     """
-    payload = _get(_admin(admin, token, config), "/rooms")
-    if as_json:
-        typer.echo(json.dumps(payload, indent=2))
-    else:
-        views.rooms(Console(), payload)
+    _show(_get(_admin(admin, token, config), "/rooms"), as_json, views.rooms)
 
 
 @app.command()
@@ -332,11 +338,7 @@ def cluster(
 
     Example: partysub cluster -c /etc/partysub/partysub.toml
     """
-    payload = _get(_admin(admin, token, config), "/cluster")
-    if as_json:
-        typer.echo(json.dumps(payload, indent=2))
-    else:
-        views.cluster(Console(), payload)
+    _show(_get(_admin(admin, token, config), "/cluster"), as_json, views.cluster)
 
 
 @app.command()

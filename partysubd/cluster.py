@@ -145,6 +145,9 @@ class ClusterLink:
         self.subscribed: set[str] = set()
         self._subscriptions_changed = trio.Event()
         self._connection: tuple[Any, trio.Nursery] | None = None
+        # The Lua scripts, registered on the current connection.
+        self._number: Any = None
+        self._fetch_script: Any = None
         # Numbered items sent to Redis whose echo has not come back, by channel:
         # if the link breaks first, this daemon's subscribers get them at once.
         self._unechoed: dict[str, deque[bytes]] = {}
@@ -157,6 +160,9 @@ class ClusterLink:
         hub.sequence = self._sequence
         hub.fetch_history = self._fetch_history
 
+    def _channel(self, party: Party, room: str) -> str:
+        return channel_for(self.settings.prefix, party.binding.name, room)
+
     # --- called by the hub, synchronously, on the delivery path -----------
 
     def _relay(
@@ -167,7 +173,7 @@ class ClusterLink:
         publisher: str | None,
         skip_publisher: bool,
     ) -> None:
-        channel = channel_for(self.settings.prefix, party.binding.name, room)
+        channel = self._channel(party, room)
         if self.outbound.add(channel, encode_item(message, publisher, skip_publisher)):
             self._send_wanted.set()
 
@@ -179,7 +185,7 @@ class ClusterLink:
         publisher: str | None,
         skip_publisher: bool,
     ) -> bool:
-        channel = channel_for(self.settings.prefix, party.binding.name, room)
+        channel = self._channel(party, room)
         connected = self.connected
         # Unconnected, the hub delivers it here at once: say so, for later.
         item = encode_item(message, publisher, skip_publisher, delivered_here=not connected)
@@ -239,7 +245,7 @@ class ClusterLink:
             done(None)
             return
         client, nursery = connection
-        channel = channel_for(self.settings.prefix, room.party.binding.name, room.name)
+        channel = self._channel(room.party, room.name)
         nursery.start_soon(self._fetch, client, channel, epoch, after, done)
 
     async def _fetch(
@@ -250,8 +256,7 @@ class ClusterLink:
             with trio.fail_after(self.settings.dead_after_seconds):
                 while channel not in self.subscribed:
                     await self._subscriptions_changed.wait()
-            fetch = client.register_script(FETCH_SCRIPT)
-            current, last, raw = await fetch(keys=room_keys(channel), args=[after])
+            current, last, raw = await self._fetch_script(keys=room_keys(channel), args=[after])
             if current and current.decode() == epoch and int(last) >= after:
                 entries = []
                 for _, flat in reversed(raw):
@@ -270,7 +275,7 @@ class ClusterLink:
             self.wake()
 
     def _want(self, party: Party, room: str, wanted: bool) -> None:
-        channel = channel_for(self.settings.prefix, party.binding.name, room)
+        channel = self._channel(party, room)
         if self.interest.want(channel, wanted):
             self._interest_changed.set()
 
@@ -303,7 +308,10 @@ class ClusterLink:
             try:
                 async with self._redis() as client:
                     await client.ping()
-                    # Loaded up front: the first use would otherwise miss and retry.
+                    # Registered once per connection, and loaded up front: the
+                    # first use would otherwise miss and retry.
+                    self._number = client.register_script(NUMBER_SCRIPT)
+                    self._fetch_script = client.register_script(FETCH_SCRIPT)
                     for script in (NUMBER_SCRIPT, FETCH_SCRIPT):
                         await client.script_load(script)
                     self.connected = True
@@ -491,7 +499,6 @@ class ClusterLink:
         ]
         if not numbered:
             return
-        script = client.register_script(NUMBER_SCRIPT)
         for batch in numbered:
             # Our own subscribers get these from Redis too: a room that just
             # got its first connection here must be listened to before.
@@ -518,7 +525,7 @@ class ClusterLink:
             unechoed = self._unechoed.setdefault(batch.channel, deque())
             unechoed.extend(batch.items)
             try:
-                await script(keys=room_keys(batch.channel), args=args)
+                await self._number(keys=room_keys(batch.channel), args=args)
             except BaseException:
                 for _ in batch.items:  # put back to be sent again instead
                     unechoed.pop()

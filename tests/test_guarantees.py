@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakes import Conn
 from partysubd import protocol
 from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
 from partysubd.history import History, parse_cursor
@@ -212,21 +213,6 @@ def test_bytes_reach_json_subscribers_marked_base64() -> None:
     packed = message_frame(Publish("t", b"hi"), "e:1", Variant.MSGPACK)
     assert packed[0] == 0x82
     assert msgpack.unpackb(packed[2:]) == {"topic": "t", "data": b"hi"}
-
-
-class Conn:
-    def __init__(self, id: str, variant: Variant = Variant.JSON, skip_self: bool = False) -> None:
-        self.out = Outbox(100_000)
-        self.id = id
-        self.peer = "p"
-        self.country: str | None = None
-        self.created = 0.0
-        self.variant = variant
-        self.skip_self = skip_self
-
-    def frames(self) -> list[bytes]:
-        chunks, self.out.chunks, self.out.size = self.out.chunks, [], 0
-        return chunks
 
 
 def hub_with(extra: str = "") -> Hub:

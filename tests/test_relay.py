@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakes import Conn
 from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
 from partysubd.members import Member, cluster_room_view, cluster_view, decode_member, local_rooms
-from partysubd.outbox import Outbox
-from partysubd.protocol import Publish, Variant
+from partysubd.protocol import Publish
 from partysubd.relay import (
     BadBatch,
     Interest,
@@ -140,17 +140,6 @@ def test_interest_reports_net_changes_and_everything_after_a_reconnect() -> None
     interest.want("d", True)
     assert interest.restart() == ["c", "d"]
     assert interest.take_changes() == ([], [])
-
-
-class Conn:
-    def __init__(self, id: str, skip_self: bool = False) -> None:
-        self.out = Outbox(100_000)
-        self.id = id
-        self.peer = "p"
-        self.country: str | None = None
-        self.created = 0.0
-        self.variant = Variant.JSON
-        self.skip_self = skip_self
 
 
 def test_hub_relays_local_publishes_only_and_reports_interest() -> None:

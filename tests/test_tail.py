@@ -8,22 +8,11 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakes import Conn
 from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.outbox import Outbox
-from partysubd.protocol import Publish, Variant
+from partysubd.protocol import Publish
 from partysubd.rooms import Hub
 from partysubd.tail import Tail, Tails
-
-
-class Conn:
-    def __init__(self, id: str) -> None:
-        self.out = Outbox(100_000)
-        self.id = id
-        self.peer = "p"
-        self.country: str | None = None
-        self.created = 0.0
-        self.variant = Variant.JSON
-        self.skip_self = False
 
 
 def test_tail_keeps_what_its_patterns_match_in_order() -> None:
