@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -17,7 +19,7 @@ from rich.console import Console
 import partysub
 from cli import remote, views
 from partysubd import __version__
-from partysubd.config import Config, ConfigError, load_config
+from partysubd.config import Config, ConfigError, check_listen, load_config
 from partysubd.logs import FORMATS
 
 app = typer.Typer(
@@ -149,10 +151,10 @@ def serve(
     if log_format not in FORMATS:
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
     loaded = _load(config)
-    if admin_listen is not None and admin_listen != "off" and ":" not in admin_listen:
-        raise typer.BadParameter(
-            "must be host:port, unix:/path or off", param_hint="--admin-listen"
-        )
+    if admin_listen is not None:
+        problem = check_listen(admin_listen)
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint="--admin-listen")
     if cluster_name is not None and loaded.cluster is None:
         raise typer.BadParameter("the config has no [cluster]", param_hint="--cluster-name")
     overrides = Overrides(
@@ -169,14 +171,6 @@ def serve(
         run(loaded, config, overrides)
     except StartupError as exc:
         _fail(str(exc))
-    except OSError as exc:
-        settings = overrides.apply(loaded).server
-        _fail(
-            f"cannot listen: {exc.strerror or exc} (public {settings.host}:{settings.port}, "
-            f"control plane {loaded.admin.listen})"
-        )
-    except KeyboardInterrupt:
-        pass
 
 
 def _messages(msg: str, lines: bool) -> Iterator[str]:
@@ -248,11 +242,20 @@ def subscribe(
     config: ConfigOption = None,
     url: UrlOption = None,
     party: PartyOption = None,
+    retry: Annotated[
+        bool,
+        typer.Option(
+            "--retry/--no-retry",
+            help="Keep trying while the daemon cannot be reached (each attempt said on "
+            "stderr), or exit at once.",
+        ),
+    ] = True,
 ) -> None:
     """Print a room's messages, one JSON line each, until interrupted (or --count).
 
     It reconnects (and resumes, where the room keeps a history) when the
-    connection drops, so it outlives a daemon restart.
+    connection drops, so it outlives a daemon restart; each failed attempt is
+    said on stderr.
 
     Examples:
 
@@ -263,10 +266,25 @@ def subscribe(
     endpoint = remote.Endpoint.resolve(url, party, _load_optional(config))
     patterns = None if topics is None else topics.split(",")
 
+    def status(state: partysub.Status) -> None:
+        if state.connected:
+            typer.echo(f"partysub: connected to {endpoint.base_url}", err=True)
+        else:
+            typer.echo(
+                f"partysub: cannot subscribe at {endpoint.base_url}: {state.error}; "
+                f"retrying in {state.retry_in or 0:.1f}s (Ctrl-C to stop)",
+                err=True,
+            )
+
     async def tail() -> None:
         received = 0
         async with partysub.connect(
-            endpoint.base_url, room=room, party=endpoint.party, topics=patterns
+            endpoint.base_url,
+            room=room,
+            party=endpoint.party,
+            topics=patterns,
+            retry=retry,
+            on_status=status,
         ) as sub:
             async for message in sub:
                 line = json.dumps({"topic": message.topic, "data": message.data})
@@ -280,8 +298,6 @@ def subscribe(
         trio.run(tail)
     except partysub.PublishError as exc:
         _fail(f"cannot subscribe to {room!r} at {endpoint.base_url}: {exc}")
-    except KeyboardInterrupt:
-        pass
 
 
 def _admin(admin: str | None, token: str | None, config: Path | None) -> remote.AdminEndpoint:
@@ -548,7 +564,10 @@ def _without_password(url: str) -> str:
 
 
 def run() -> None:
-    """The console script: usage mistakes as one line, not click's boxed report."""
+    """The console script, the one door every outcome leaves by: usage mistakes as one
+    line (not click's boxed report), Ctrl-C as a quiet exit 130 however deep in
+    trio's task groups it lands, and a bug as one line too (the traceback only
+    with PARTYSUB_DEBUG=1): a person never sees a traceback."""
     try:
         result = app(standalone_mode=False, prog_name="partysub")
     except typer.Abort:
@@ -560,4 +579,32 @@ def run() -> None:
         message = format_message() if callable(format_message) else str(exc)
         typer.echo(f"partysub: {message}{hint}", err=True)
         raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except BaseException as exc:
+        raise SystemExit(_exit_for(exc)) from None
     raise SystemExit(result if isinstance(result, int) else 0)
+
+
+def _exit_for(exc: BaseException) -> int:
+    """The exit status for an exception that reached the top, said in one line."""
+    leaves = _leaves(exc)
+    if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        return 130
+    exits = [leaf for leaf in leaves if isinstance(leaf, SystemExit)]
+    if exits and len(exits) == len(leaves):
+        code = exits[0].code
+        return code if isinstance(code, int) else 1
+    if os.environ.get("PARTYSUB_DEBUG"):
+        traceback.print_exception(exc)
+    first = next((leaf for leaf in leaves if not isinstance(leaf, KeyboardInterrupt)), exc)
+    typer.echo(
+        f"partysub: internal error: {type(first).__name__}: {first} "
+        "(PARTYSUB_DEBUG=1 shows the traceback)",
+        err=True,
+    )
+    return 1
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

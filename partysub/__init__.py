@@ -16,9 +16,10 @@ from partysub.client import (
     Message,
     PublishError,
     Resume,
+    Status,
     Subscription,
     connect,
     publish,
 )
 
-__all__ = ["Message", "PublishError", "Resume", "Subscription", "connect", "publish"]
+__all__ = ["Message", "PublishError", "Resume", "Status", "Subscription", "connect", "publish"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,16 @@ class Resume:
 
 
 class PublishError(Exception):
-    """The daemon refused a publish; the message is its reason."""
+    """The daemon refused a publish (or a subscription); the message is its reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What a subscription's connection is doing, for ``on_status``."""
+
+    connected: bool
+    error: str | None = None  # why the last attempt failed (or the connection ended)
+    retry_in: float | None = None  # seconds until the next attempt
 
 
 def _room_url(base: str, party: str, room: str, scheme: str | None = None) -> tuple[str, str]:
@@ -65,8 +74,13 @@ class Subscription:
         token: str | None,
         pk: str | None,
         max_backoff: float,
+        retry: bool = True,
+        on_status: Callable[[Status], None] | None = None,
     ) -> None:
         self._base, _ = _room_url(url, party, room, "ws")
+        self.server = url
+        self.retry = retry
+        self.on_status = on_status
         self.pk = pk or str(uuid.uuid4())
         self.topics = list(topics) if topics is not None else None
         self.resume = resume
@@ -128,10 +142,16 @@ class Subscription:
                 await trio.sleep(0)  # the run loop is reconnecting
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect, read, and reconnect with exponential backoff and jitter."""
+        """Connect, read, and reconnect with exponential backoff and jitter.
+
+        Each failed attempt is reported to ``on_status`` (with the reason and the
+        wait before the next); with ``retry=False`` a first connection that fails
+        raises PublishError instead."""
         attempt = 0
         started = False
+        failing = False
         while True:
+            error: str
             try:
                 async with trio_websocket.open_websocket_url(
                     self.url(), connect_timeout=10, max_message_size=64 * 1024 * 1024
@@ -140,6 +160,9 @@ class Subscription:
                     self.connections += 1
                     attempt = 0
                     self._connected.set()
+                    if failing and self.on_status is not None:
+                        self.on_status(Status(True))
+                    failing = False
                     if not started:
                         started = True
                         task_status.started()
@@ -148,15 +171,28 @@ class Subscription:
                         if message is not None:
                             await self._send.send(message)
             except trio_websocket.ConnectionRejected as exc:
+                body = (exc.body or b"").decode("utf-8", "replace").strip()
+                error = f"HTTP {exc.status_code}: {body}"
                 if not started and exc.status_code is not None and exc.status_code < 500:
-                    body = (exc.body or b"").decode("utf-8", "replace").strip()
-                    raise PublishError(f"HTTP {exc.status_code}: {body}") from None
-            except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed, OSError):
-                pass
+                    raise PublishError(error) from None
+            except trio_websocket.ConnectionClosed as exc:
+                reason = exc.reason
+                said = f" {reason.reason}" if reason and reason.reason else ""
+                code = f" ({reason.code}{said})" if reason else ""
+                error = f"connection closed{code}"
+            except trio_websocket.HandshakeError as exc:
+                error = f"handshake failed: {exc}"
+            except OSError as exc:
+                error = exc.strerror or str(exc) or type(exc).__name__
             self._ws = None
             self._connected = trio.Event()
+            if not started and not self.retry:
+                raise PublishError(f"cannot connect to {self.server}: {error}")
             delay = min(self.max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.5)
             attempt += 1
+            failing = True
+            if self.on_status is not None:
+                self.on_status(Status(False, error, delay))
             await trio.sleep(delay)
 
     def _received(self, raw: str | bytes) -> Message | None:
@@ -191,12 +227,17 @@ async def connect(
     token: str | None = None,
     pk: str | None = None,
     max_backoff: float = 5.0,
+    retry: bool = True,
+    on_status: Callable[[Status], None] | None = None,
 ) -> AsyncIterator[Subscription]:
     """A subscription to ``room``, connected when the block starts, closed when it ends.
 
     ``topics`` None subscribes to everything, ``[]`` to nothing. Raises
     PublishError if the first connection is refused (a 4xx: wrong party,
-    bad token).
+    bad token), or with ``retry=False`` if it cannot be made at all;
+    ``on_status`` hears of every failed attempt and of the reconnection.
+    An exception from the block (KeyboardInterrupt included) comes out as
+    itself, not wrapped in an exception group.
     """
     subscription = Subscription(
         url,
@@ -208,20 +249,35 @@ async def connect(
         token=token,
         pk=pk,
         max_backoff=max_backoff,
+        retry=retry,
+        on_status=on_status,
     )
     refused: PublishError | None = None
-    async with trio.open_nursery() as nursery:
-        try:
-            await nursery.start(subscription.run)
-        except PublishError as exc:
-            refused = exc  # raised below, outside the nursery, as itself
-        else:
+    try:
+        async with trio.open_nursery() as nursery:
             try:
-                yield subscription
-            finally:
-                nursery.cancel_scope.cancel()
+                await nursery.start(subscription.run)
+            except PublishError as exc:
+                refused = exc  # raised below, outside the nursery, as itself
+            else:
+                try:
+                    yield subscription
+                finally:
+                    nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _single(group) from None
     if refused is not None:
         raise refused
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a group of one stands for (nested groups unwrapped)."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group
 
 
 async def publish(
@@ -269,4 +325,4 @@ async def publish(
     return answer
 
 
-__all__ = ["Message", "PublishError", "Resume", "Subscription", "connect", "publish"]
+__all__ = ["Message", "PublishError", "Resume", "Status", "Subscription", "connect", "publish"]

@@ -11,6 +11,7 @@ Endpoints are documented in docs/admin-api.md, the dashboard in docs/dashboard.m
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import orjson
 import trio
 from hypercorn.typing import (
     ASGIReceiveCallable,
@@ -32,7 +34,7 @@ from hypercorn.typing import (
     WebsocketSendEvent,
 )
 
-from . import inspect, metrics
+from . import faults, inspect, metrics
 from .members import cluster_room_view, cluster_view
 from .rooms import Hub
 from .routing import topics_from_query
@@ -63,6 +65,10 @@ DASHBOARD_CSP = (
 # A viewer is sent at most this many batches a second: a browser cannot show
 # more, and the tail's window keeps (and counts drops of) what comes between.
 TAIL_INTERVAL = 0.1
+# Host names a browser may use for the control plane besides IP addresses and
+# [admin] allowed_hosts. Any other name is refused: a page on attacker.example
+# whose DNS answers 127.0.0.1 (DNS rebinding) must not reach the API.
+LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclass
@@ -83,6 +89,12 @@ class AdminState:
     wake: Callable[[], None] = lambda: None
     # The link to the other daemons, when the config has [cluster].
     cluster: ClusterLink | None = None
+    # [admin] allowed_hosts and allowed_origins (reload keeps them current).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    # The control plane's own port (its pages' origin), once it listens; None
+    # on a unix socket.
+    port: int | None = None
 
 
 class AdminApp:
@@ -103,9 +115,14 @@ class AdminApp:
             return
         if scope["type"] != "http":
             return
-        status, body, content_type, extra = self.handle(
-            scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"]
-        )
+        try:
+            status, body, content_type, extra = self.handle(
+                scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"]
+            )
+        except Exception:
+            # One request fails, with no traceback in its body; the daemon serves on.
+            faults.report(self.state.hub.events, "admin", f"{scope['method']} {scope['path']}")
+            status, body, content_type, extra = _json(500, {"error": "internal error"})
         headers = [
             (b"content-type", content_type.encode()),
             (b"content-length", str(len(body)).encode()),
@@ -119,6 +136,14 @@ class AdminApp:
         self, method: str, path: str, headers: dict[bytes, bytes], query: bytes = b""
     ) -> tuple[int, bytes, str, list[tuple[bytes, bytes]]]:
         """Status, body, content type and extra headers for one request."""
+        if not self.host_allowed(headers):
+            return _json(
+                403,
+                {
+                    "error": "this Host is not the control plane's: use an IP address, "
+                    "localhost, or a name in [admin] allowed_hosts"
+                },
+            )
         if method not in ("GET", "HEAD", "DELETE"):
             return _json(405, {"error": "only GET or DELETE"}, [(b"allow", b"GET, HEAD, DELETE")])
         if path in ASSETS and method != "DELETE":
@@ -287,15 +312,48 @@ class AdminApp:
         morsel = cookies.get(TOKEN_COOKIE)
         return morsel is not None and hmac.compare_digest(unquote(morsel.value).encode(), expected)
 
+    def host_allowed(self, headers: dict[bytes, bytes]) -> bool:
+        """Whether the request's Host names this control plane (DNS rebinding defence).
+
+        A browser always sends Host; tools that send none are not browsers. On a
+        unix socket no browser can reach the control plane at all."""
+        if self.state.port is None:
+            return True
+        host = headers.get(b"host")
+        if host is None:
+            return True
+        return self._name_allowed(_host_name(host.decode("latin-1")))
+
+    def _name_allowed(self, name: str) -> bool:
+        return name in LOOPBACK_NAMES or _is_ip(name) or name in self.state.allowed_hosts
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a page of ``origin`` may open the tail: one of the control plane's
+        own pages (an allowed host name on its port), or a configured origin."""
+        if origin in self.state.allowed_origins:
+            return True
+        try:
+            parts = urlsplit(origin)
+            port = parts.port
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https") or self.state.port is None:
+            return False
+        default = 443 if parts.scheme == "https" else 80
+        host = (parts.hostname or "").lower()
+        return (port or default) == self.state.port and self._name_allowed(host)
+
     def _tail_refusal(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        if not self.host_allowed(headers):
+            return 403, "this Host is not the control plane's"
         if not self._authorized(headers):
             return 401, "a bearer token (or the dashboard's cookie) is required"
         origin = headers.get(b"origin")
         # A page on another site must not read the tail through a viewer's browser.
-        if origin is not None and urlsplit(origin.decode("latin-1")).netloc.encode() != headers.get(
-            b"host"
-        ):
-            return 403, "the tail is only for pages of the control plane's own origin"
+        if origin is not None and not self.origin_allowed(origin.decode("latin-1")):
+            return 403, (
+                "the tail is only for the control plane's own pages and [admin] allowed_origins"
+            )
         parts = path.split("/")
         if len(parts) != 4 or parts[1] != "tail" or not parts[2] or not parts[3]:
             return 404, "tail a room at /tail/<party>/<room>"
@@ -305,6 +363,33 @@ class AdminApp:
 
     async def _serve_tail(
         self, scope: WebsocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """The tail, with its faults contained: the viewer gets 1011, nobody else notices."""
+        accepted: list[bool] = []
+        try:
+            await self._tail(scope, receive, send, accepted)
+        except Exception:
+            faults.report(self.state.hub.events, "tail", scope["path"])
+            if accepted:
+                await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
+            else:
+                await send(
+                    WebsocketResponseStartEvent(
+                        type="websocket.http.response.start", status=500, headers=[]
+                    )
+                )
+                await send(
+                    WebsocketResponseBodyEvent(
+                        type="websocket.http.response.body", body=b"", more_body=False
+                    )
+                )
+
+    async def _tail(
+        self,
+        scope: WebsocketScope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        accepted: list[bool],
     ) -> None:
         """A room's messages, live, as JSON batches, to one control-plane WebSocket.
 
@@ -340,6 +425,7 @@ class AdminApp:
 
         tail = Tail(room_name, topics_from_query(query), wake=wake)
         await send(WebsocketAcceptEvent(type="websocket.accept", subprotocol=None, headers=[]))
+        accepted.append(True)
         hello = {"tail": {"party": party_name, "room": room_name, "topics": tail.patterns}}
         await send(_text(json.dumps(hello)))
         party.tails.add(tail)
@@ -365,6 +451,22 @@ def _json(
     return status, body, "application/json", extra or []
 
 
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port or IPv6 brackets, in lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _name_of(view: dict[str, Any]) -> dict[str, Any]:
     return {"party": view["party"], "room": view["room"]}
 
@@ -384,8 +486,8 @@ async def _read_tail_requests(
         if message["type"] != "websocket.receive":
             continue
         try:
-            request = json.loads(message.get("text") or "")
-        except ValueError:
+            request = orjson.loads(message.get("text") or "")
+        except orjson.JSONDecodeError:
             continue
         if isinstance(request, dict) and isinstance(request.get("topics"), str):
             tail.patterns = topics_from_query({"topics": request["topics"]}) or ("*",)

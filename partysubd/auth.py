@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,24 +89,41 @@ def _patterns(claims: dict[str, Any], name: str) -> tuple[str, ...] | str | None
     if value is None:
         return None
     if isinstance(value, str):
-        return tuple(value.split(","))
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = value.split(",")
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
         return tuple(value)
     return f'claim "{name}" must be a list of patterns'
 
 
-def verify(token: str, settings: AuthSettings) -> Grant | str:
-    """The grant a token carries, or the reason it is refused (for a 401)."""
+def verify(token: str, settings: AuthSettings, now: float) -> Grant | str:
+    """The grant a token carries at wall-clock time ``now``, or why it is refused (a 401).
+
+    Total: whatever the token holds and whatever PyJWT or the crypto library
+    raise for it and the configured key, the answer is a grant or a reason,
+    never an exception. Time comes from the caller: PyJWT's own clock checks
+    are off, and ``exp``/``nbf`` are checked here against ``now``.
+    """
+    try:
+        return _verify(token, settings, now)
+    except Exception as exc:
+        return f"invalid token: {type(exc).__name__}: {exc}"[:200]
+
+
+def _verify(token: str, settings: AuthSettings, now: float) -> Grant | str:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
         return f"malformed token: {exc}"
+    if not isinstance(header, dict):
+        return "malformed token: the header is not an object"
     key: Any
     algorithms: Sequence[str]
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        return "malformed token: kid must be a string"
     if settings.secret is not None:
         key, algorithms = settings.secret, HMAC_ALGORITHMS
     elif settings.jwks is not None:
-        kid = header.get("kid")
         try:
             key = settings.jwks[kid].key if kid else settings.jwks.keys[0].key
         except KeyError:
@@ -115,27 +133,38 @@ def verify(token: str, settings: AuthSettings) -> Grant | str:
         key, algorithms = settings.public_key, PUBLIC_KEY_ALGORITHMS
     else:
         return "no verification key is configured"
-    if header.get("alg") not in algorithms:
-        return f"algorithm {header.get('alg')!r} is not accepted here ({', '.join(algorithms)})"
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        return f"algorithm {alg!r} is not accepted here ({', '.join(algorithms)})"
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=list(algorithms),
+            algorithms=[alg],
             audience=settings.audience,
             issuer=settings.issuer,
-            leeway=settings.leeway,
-            # "sub" here is a list of topic patterns (the JWT subject when a string).
+            # "sub" here is a list of topic patterns (the JWT subject when a
+            # string); times are checked below, against the caller's clock.
             options={
                 "require": ["exp"],
                 "verify_aud": settings.audience is not None,
                 "verify_sub": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
             },
         )
-    except jwt.ExpiredSignatureError:
-        return "token expired"
     except jwt.InvalidTokenError as exc:
         return f"invalid token: {exc}"
+    expires = _time_claim(claims, "exp")
+    not_before = _time_claim(claims, "nbf")
+    if isinstance(expires, str) or isinstance(not_before, str):
+        return next(v for v in (expires, not_before) if isinstance(v, str))
+    assert expires is not None  # required above
+    if now > expires + settings.leeway:
+        return "token expired"
+    if not_before is not None and now + settings.leeway < not_before:
+        return "token not yet valid (nbf)"
     subject = claims.get("sub")
     rooms = _patterns(claims, "rooms")
     sub = _patterns(claims, "sub") if isinstance(subject, list) else None
@@ -146,9 +175,19 @@ def verify(token: str, settings: AuthSettings) -> Grant | str:
         rooms,
         sub,
         pub,
-        float(claims["exp"]) - time.time(),
+        max(0.0, expires - now),
         subject if isinstance(subject, str) else None,
     )
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> float | str | None:
+    """A NumericDate claim as seconds, None when absent, or why it is unusable."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f'invalid token: claim "{name}" must be a number of seconds'
+    return float(value)
 
 
 def check_api_key(presented: str, settings: AuthSettings) -> bool:

@@ -28,6 +28,7 @@ import coredis
 import trio
 from coredis.retry import NoRetryPolicy
 
+from . import faults
 from .config import ClusterSettings
 from .history import new_epoch
 from .members import Member, decode_member, local_rooms, room_details
@@ -37,12 +38,12 @@ from .relay import (
     Batch,
     Interest,
     Outbound,
+    Pending,
     Relayed,
     channel_for,
     decode_batch,
     decode_item,
     encode_batch,
-    encode_item,
     room_of,
 )
 from .rooms import Fetched, Hub, Party, Room
@@ -130,7 +131,7 @@ class ClusterLink:
         self.address = address
         self.wake = wake
         self.started = time.time()
-        self.outbound = Outbound(settings.max_pending_messages)
+        self.outbound = Outbound(settings.max_pending_messages, settings.max_pending_bytes)
         self.interest = Interest()
         self.connected = False
         self.reason = "connecting to Redis"
@@ -150,7 +151,7 @@ class ClusterLink:
         self._fetch_script: Any = None
         # Numbered items sent to Redis whose echo has not come back, by channel:
         # if the link breaks first, this daemon's subscribers get them at once.
-        self._unechoed: dict[str, deque[bytes]] = {}
+        self._unechoed: dict[str, deque[Pending]] = {}
         self._reported_drops = 0
         prefix = settings.prefix
         self._index_key = f"{prefix}:{{members}}"
@@ -174,7 +175,7 @@ class ClusterLink:
         skip_publisher: bool,
     ) -> None:
         channel = self._channel(party, room)
-        if self.outbound.add(channel, encode_item(message, publisher, skip_publisher)):
+        if self.outbound.add(Pending(channel, False, message, publisher, skip_publisher)):
             self._send_wanted.set()
 
     def _sequence(
@@ -188,8 +189,8 @@ class ClusterLink:
         channel = self._channel(party, room)
         connected = self.connected
         # Unconnected, the hub delivers it here at once: say so, for later.
-        item = encode_item(message, publisher, skip_publisher, delivered_here=not connected)
-        if self.outbound.add(channel, item, numbered=True, idem=message.idem or ""):
+        pending = Pending(channel, True, message, publisher, skip_publisher, not connected)
+        if self.outbound.add(pending):
             self._send_wanted.set()
         return connected
 
@@ -198,7 +199,7 @@ class ClusterLink:
         order, so older ones not matched were repeats it dropped (idempotency)."""
         unechoed = self._unechoed.get(channel)
         for item in relayed:
-            while unechoed and unechoed.popleft() != item.packed:
+            while unechoed and unechoed.popleft().item != item.packed:
                 pass
         if unechoed is not None and not unechoed:
             del self._unechoed[channel]
@@ -209,31 +210,30 @@ class ClusterLink:
         with its memory, which changes the room's epoch: resumes then say so).
         Either way this daemon's subscribers get them now, in order."""
         now = trio.current_time()
-        for channel, items in self._unechoed.items():
-            room = room_of(self.settings.prefix, channel)
+        unechoed, self._unechoed = self._unechoed, {}
+        for items in unechoed.values():
+            self._deliver_here([p for p in items if not p.delivered_here], now)
+
+    def _deliver_here(self, pending: list[Pending], now: float) -> None:
+        """Deliver our own messages to this daemon's subscribers, each contained."""
+        for item in pending:
+            room = room_of(self.settings.prefix, item.channel)
             if room is None:
                 continue
-            for packed in items:
-                item = decode_item(packed)
-                if not item.delivered_at_origin:
-                    self.hub.deliver_here(
-                        room[0], room[1], item.message, item.publisher, item.skip_publisher, now
-                    )
-        self._unechoed = {}
+            try:
+                self.hub.deliver_here(
+                    room[0], room[1], item.message, item.publisher, item.skip_publisher, now
+                )
+            except Exception:
+                faults.report(self.hub.events, "cluster", item.channel)
 
     def _deliver_waiting_here(self) -> None:
         """Redis went away with numbered messages of ours still queued: their
         subscribers here get them now, in order, ahead of what is published
         during the outage (the others get them when Redis is back)."""
         self._deliver_unechoed_here()
-        now = trio.current_time()
         waiting = self.outbound.numbered_not_delivered()
-        for channel, item in waiting:
-            room = room_of(self.settings.prefix, channel)
-            if room is not None:
-                self.hub.deliver_here(
-                    room[0], room[1], item.message, item.publisher, item.skip_publisher, now
-                )
+        self._deliver_here(waiting, trio.current_time())
         if waiting:
             self.wake()
 
@@ -258,11 +258,14 @@ class ClusterLink:
                     await self._subscriptions_changed.wait()
             current, last, raw = await self._fetch_script(keys=room_keys(channel), args=[after])
             if current and current.decode() == epoch and int(last) >= after:
+                limits = self.hub.config.server.message_limits
                 entries = []
                 for _, flat in reversed(raw):
                     fields = dict(zip(flat[::2], flat[1::2], strict=True))
-                    item = decode_item(fields[b"m"], seq=int(fields[b"s"]))
-                    entries.append((int(fields[b"s"]), item.message, item.publisher))
+                    seq = int(fields[b"s"])
+                    # An item this daemon refuses makes the fetch not whole.
+                    item = decode_item(fields[b"m"], limits, seq=seq)
+                    entries.append((seq, item.message, item.publisher))
                 seqs = [after] + [entry[0] for entry in entries]
                 # Whole only if nothing is missing (numbers skipped for lost
                 # messages, or trimmed from the stream, make it not whole).
@@ -401,45 +404,61 @@ class ClusterLink:
         self._subscriptions_changed = trio.Event()
 
     def _receive(self, channel: bytes | str, payload: bytes) -> None:
-        name = channel.decode() if isinstance(channel, bytes) else channel
+        """A batch from Redis: each item decoded (through the door) and delivered on
+        its own, so one bad item, or one that raises, costs that item alone."""
+        name = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else channel
         room = room_of(self.settings.prefix, name)
         try:
             if room is None:
-                raise BadBatch(f"not a room channel: {name!r}")
-            origin, epoch, relayed = decode_batch(payload)
+                raise BadBatch(f"not a room channel: {name[:200]!r}")
+            origin, epoch, raws = decode_batch(payload)
         except BadBatch as exc:
-            self.bad_batches += 1
-            log.warning("cluster: skipped a bad batch on %r: %s", name, exc)
+            self._bad(name, exc)
             return
         binding, room_name = room
         now = trio.current_time()
         hub = self.hub
-        if epoch is None:
-            if origin == self.name:
-                return  # delivered here when published
-            for item in relayed:
-                hub.deliver_relayed(
-                    binding, room_name, item.message, item.publisher, item.skip_publisher, now
-                )
-        else:
-            mine = origin == self.name
-            if mine:
-                self._echoed(name, relayed)
-            for item in relayed:
-                assert item.seq is not None
-                hub.deliver_sequenced(
-                    binding,
-                    room_name,
-                    item.message,
-                    item.publisher,
-                    item.skip_publisher,
-                    item.seq,
-                    epoch,
-                    mine and item.delivered_at_origin,
-                    now,
-                )
+        limits = hub.config.server.message_limits
+        mine = origin == self.name
+        if epoch is None and mine:
+            return  # delivered here when published
+        relayed: list[Relayed] = []
+        for seq, raw in raws:
+            try:
+                item = decode_item(raw, limits, origin, seq)
+            except BadBatch as exc:
+                self._bad(name, exc)
+                continue
+            relayed.append(item)
+        if epoch is not None and mine:
+            self._echoed(name, relayed)
+        for item in relayed:
+            try:
+                if epoch is None:
+                    hub.deliver_relayed(
+                        binding, room_name, item.message, item.publisher, item.skip_publisher, now
+                    )
+                else:
+                    assert item.seq is not None
+                    hub.deliver_sequenced(
+                        binding,
+                        room_name,
+                        item.message,
+                        item.publisher,
+                        item.skip_publisher,
+                        item.seq,
+                        epoch,
+                        mine and item.delivered_at_origin,
+                        now,
+                    )
+            except Exception:
+                faults.report(hub.events, "cluster", name)
         self.relayed_in += len(relayed)
         self.wake()
+
+    def _bad(self, channel: str, exc: BadBatch) -> None:
+        self.bad_batches += 1
+        log.warning("cluster: skipped a bad batch or item on %r: %s", channel[:200], exc)
 
     async def _others_back(self, client: Any, others: set[str], since: float) -> None:
         """Wait until every daemon in ``others`` has heartbeated since ``since``: it
@@ -494,9 +513,7 @@ class ClusterLink:
         numbered = [b for b in batches if b.numbered]
         holes = self.outbound.take_holes()
         # A room whose every waiting message was lost still gets its hole.
-        numbered += [
-            Batch(c, True, [], []) for c in holes if c not in {b.channel for b in numbered}
-        ]
+        numbered += [Batch(c, True, []) for c in holes if c not in {b.channel for b in numbered}]
         if not numbered:
             return
         for batch in numbered:
@@ -523,11 +540,11 @@ class ClusterLink:
                 args += [idem, item]
             # Noted before sending: the echo may come back before the reply.
             unechoed = self._unechoed.setdefault(batch.channel, deque())
-            unechoed.extend(batch.items)
+            unechoed.extend(batch.pending)
             try:
                 await self._number(keys=room_keys(batch.channel), args=args)
             except BaseException:
-                for _ in batch.items:  # put back to be sent again instead
+                for _ in batch.pending:  # put back to be sent again instead
                     unechoed.pop()
                 raise
             sent.append(batch)

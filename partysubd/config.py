@@ -22,8 +22,11 @@ from jwt import PyJWKSet
 from jwt.exceptions import PyJWKSetError
 
 from .auth import AuthSettings
+from .frames import MAX_FRAME_HEADER
 from .placement import DEFAULT_NODES, JURISDICTIONS, LOCATION_HINTS, NodeLayout
+from .protocol import MessageLimits
 from .routing import party_names
+from .values import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
 
 # The original README's wrangler setup: one binding, PubSub.
 DEFAULT_BINDING_TOML = """\
@@ -80,6 +83,10 @@ class ServerSettings:
     max_header_bytes: int = 16 * 1024
     max_topics: int = 100  # patterns per connection
     max_topic_length: int = 256  # characters, topics and patterns
+    # Levels of arrays and maps inside a message's data (docs/protocol.md, the value model).
+    max_depth: int = DEFAULT_MAX_DEPTH
+    # Every room's history together, in bytes (each room also has history_bytes).
+    max_history_bytes: int = 128 * 1024 * 1024
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     handshake_timeout: float = 10.0
@@ -102,6 +109,11 @@ class ServerSettings:
     def tls(self) -> bool:
         return bool(self.tls_cert)
 
+    @property
+    def message_limits(self) -> MessageLimits:
+        """What a message is checked against where it comes in."""
+        return MessageLimits(self.max_message_size, self.max_topic_length, self.max_depth)
+
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
@@ -109,6 +121,13 @@ class AdminSettings:
 
     listen: str = DEFAULT_ADMIN_LISTEN
     token: str | None = None
+    # Host header names the control plane answers to, beyond the loopback
+    # names and IP addresses (DNS rebinding: a page on another name that
+    # resolves here is refused).
+    allowed_hosts: tuple[str, ...] = ()
+    # Browser origins that may open the live tail, beyond the control
+    # plane's own loopback origins.
+    allowed_origins: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -157,9 +176,10 @@ class ClusterSettings:
     heartbeat_seconds: float = 2.0
     # A daemon not heard from for this long is dropped from the cluster view.
     dead_after_seconds: float = 6.0
-    # Messages for other daemons kept while Redis is unreachable; past it the
-    # oldest are dropped and counted.
+    # Messages for other daemons kept while Redis is unreachable, in number
+    # and in bytes; past either the oldest are dropped and counted.
     max_pending_messages: int = 10_000
+    max_pending_bytes: int = 16 * 1024 * 1024
 
 
 CLUSTER_MODES = ("single", "cluster", "sentinel")
@@ -194,6 +214,9 @@ class Binding:
     layout: NodeLayout = field(default_factory=NodeLayout.build)
     history_messages: int = 0
     history_seconds: float = 300.0
+    history_bytes: int = 4 * 1024 * 1024  # per room
+    # Rooms open at once (with connections, or kept for their history); 0: no cap.
+    max_rooms: int = 10_000
     skip_self: bool = False
     slow_consumer: str = "disconnect"
     limits: RateLimits = field(default_factory=lambda: RateLimits())
@@ -369,7 +392,7 @@ def _redis_url(value: Any) -> str | None:
 def _host_ports(value: Any) -> str | None:
     for item in value:
         host, _, port = str(item).rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not _ascii_port(port):
             return f'{item!r} is not "host:port"'
     return None if value else "must name at least one sentinel"
 
@@ -383,13 +406,28 @@ def _log_level(value: Any) -> str | None:
     return None if value in levels else f"must be one of {', '.join(levels)}"
 
 
-def _listen(value: Any) -> str | None:
+def _ascii_port(text: str) -> int | None:
+    """A port number written in ASCII digits, or None (``str.isdigit`` takes "²")."""
+    if not text.isascii() or not text.isdigit() or len(text) > 5:
+        return None
+    port = int(text)
+    return port if port <= 65535 else None
+
+
+def check_listen(value: Any) -> str | None:
+    """Why a listener address is unusable, or None ([admin] listen, --admin-listen)."""
     if value == "off" or (value.startswith("unix:/") and len(value) > 6):
         return None
     host, _, port = value.rpartition(":")
-    if host and port.isdigit() and 0 <= int(port) <= 65535:
+    if host and host != "[]" and _ascii_port(port) is not None:
         return None
-    return 'must be "host:port", "[ipv6]:port", "unix:/absolute/path" or "off"'
+    return 'must be "host:port" (port 0 to 65535), "[ipv6]:port", "unix:/absolute/path" or "off"'
+
+
+def _depth(value: Any) -> str | None:
+    if 1 <= value <= MAX_DEPTH_LIMIT:
+        return None
+    return f"must be from 1 to {MAX_DEPTH_LIMIT} (what every encoder on the path supports)"
 
 
 @dataclass(frozen=True)
@@ -425,6 +463,8 @@ _SERVER_KEYS: dict[str, _Key] = {
     "max_header_bytes": _Key("int", _positive),
     "max_topics": _Key("int", _positive),
     "max_topic_length": _Key("int", _positive),
+    "max_depth": _Key("int", _depth),
+    "max_history_bytes": _Key("int", _positive),
     "ping_interval": _Key("number", _non_negative),
     "ping_timeout": _Key("number", _positive),
     "handshake_timeout": _Key("number", _positive),
@@ -450,11 +490,14 @@ _CLUSTER_KEYS: dict[str, _Key] = {
     "heartbeat_seconds": _Key("number", _positive),
     "dead_after_seconds": _Key("number", _positive),
     "max_pending_messages": _Key("int", _positive),
+    "max_pending_bytes": _Key("int", _positive),
 }
 _ADMIN_KEYS: dict[str, _Key] = {
-    "listen": _Key("str", _listen),
+    "listen": _Key("str", check_listen),
     "token": _Key("str", _not_empty),
     "token_file": _Key("str", _not_empty),
+    "allowed_hosts": _Key("str_list"),
+    "allowed_origins": _Key("str_list"),
 }
 _BINDING_KEYS: dict[str, _Key] = {
     "name": _Key("str", _not_empty),
@@ -478,6 +521,8 @@ _PUBSUB_KEYS: dict[str, _Key] = {
     "allowed_origins": _Key("str_list"),
     "history_messages": _Key("int", _non_negative),
     "history_seconds": _Key("number", _positive),
+    "history_bytes": _Key("int", _positive),
+    "max_rooms": _Key("int", _non_negative),
     "skip_self": _Key("bool"),
     "slow_consumer": _Key("str", _slow_consumer),
     "publish_rate": _Key("number", _non_negative),
@@ -585,11 +630,12 @@ class _Checker:
         if bool(settings.tls_cert) != bool(settings.tls_key):
             missing = "tls_key" if settings.tls_cert else "tls_cert"
             self.error(("server", missing), "tls_cert and tls_key go together")
-        if settings.max_buffered_bytes < settings.max_message_size:
+        if settings.max_buffered_bytes < settings.max_message_size + MAX_FRAME_HEADER:
             self.error(
                 ("server", "max_buffered_bytes"),
-                f"must be at least max_message_size ({settings.max_message_size}): "
-                "one message must fit in a connection's outgoing buffer",
+                f"must be at least max_message_size + {MAX_FRAME_HEADER} "
+                f"({settings.max_message_size + MAX_FRAME_HEADER}): one message and its frame "
+                "header must fit in a connection's outgoing buffer",
             )
         admin = self.admin(doc.get("admin", {}))
         cluster = self.cluster(doc["cluster"]) if "cluster" in doc else None
@@ -649,7 +695,12 @@ class _Checker:
                 token = Path(keys["token_file"]).read_text().strip() or None
             except OSError as exc:
                 self.error((*path, "token_file"), f"cannot read: {exc.strerror}")
-        settings = AdminSettings(listen=keys.get("listen", DEFAULT_ADMIN_LISTEN), token=token)
+        settings = AdminSettings(
+            listen=keys.get("listen", DEFAULT_ADMIN_LISTEN),
+            token=token,
+            allowed_hosts=tuple(host.lower() for host in keys.get("allowed_hosts", ())),
+            allowed_origins=tuple(keys.get("allowed_origins", ())),
+        )
         if not settings.loopback and settings.token is None:
             self.error(
                 (*path, "listen"),
@@ -814,6 +865,8 @@ class _Checker:
             layout=layout,
             history_messages=opts.get("history_messages", 0),
             history_seconds=opts.get("history_seconds", 300.0),
+            history_bytes=opts.get("history_bytes", 4 * 1024 * 1024),
+            max_rooms=opts.get("max_rooms", 10_000),
             skip_self=opts.get("skip_self", False),
             slow_consumer=opts.get("slow_consumer", "disconnect"),
             limits=RateLimits(**{k: opts[k] for k in _RATE_KEYS if k in opts}),

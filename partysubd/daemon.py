@@ -7,14 +7,15 @@ SIGTERM/SIGINT drain and stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import ssl
+import stat
 import time
 from collections.abc import AsyncIterator
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from . import __version__, inspect
 from .admin import AdminApp, AdminState
 from .cluster import ClusterLink
 from .config import AdminSettings, Config, ConfigError, load_config
-from .engine import Engine, open_listener
+from .engine import Engine, ListenError, open_listener
 from .logs import set_level
 from .reload import plan_reload
 from .rooms import Hub
@@ -106,17 +107,26 @@ class Daemon:
                 tls_context = server_context(settings.tls_cert, settings.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise StartupError(f"cannot use the TLS certificate: {exc}") from None
-        listener = open_listener(
-            settings.host, settings.port, settings.backlog, settings.reuse_port
-        )
+        try:
+            listener = open_listener(
+                settings.host, settings.port, settings.backlog, settings.reuse_port
+            )
+            admin_socket = open_admin_socket(self.config.admin)
+        except ListenError as exc:
+            raise StartupError(str(exc)) from None
         engine = self.engine = Engine(self.hub, listener, tls_context)
+        self._admin_settings(self.config.admin)
+        if admin_socket is not None and admin_socket.family != socket.AF_UNIX:
+            self.state.port = admin_socket.getsockname()[1]
         self.state.wake = engine.wake
         self.state.tasks = lambda: trio.lowlevel.current_statistics().tasks_living
         self.state.started = trio.current_time()
         for issue in self.config.warnings:
             log.warning("%s", issue)
         signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        receiver = trio.open_signal_receiver(*signals) if stop is None else nullcontext(None)
+        receiver = (
+            trio.open_signal_receiver(*signals) if stop is None else contextlib.nullcontext(None)
+        )
         with receiver as signal_stream:
             async with trio.open_nursery() as nursery:
                 await nursery.start(engine.serve)
@@ -135,10 +145,8 @@ class Daemon:
                     )
                     self.state.cluster = link
                     nursery.start_soon(link.run)
-                if self.config.admin.enabled:
-                    binds = await nursery.start(
-                        serve_admin, AdminApp(self.state), self.config.admin
-                    )
+                if admin_socket is not None:
+                    binds = await nursery.start(serve_admin, AdminApp(self.state), admin_socket)
                     self.state.listeners["admin"] = binds[0]
                 log.info(
                     "partysub %s listening on %s:%d from %s; control plane %s; parties: %s",
@@ -228,7 +236,7 @@ class Daemon:
             if tls_context is not None:
                 self.engine.tls_context = tls_context
                 log.info("reload: TLS certificate loaded for new connections")
-        self.state.token = plan.config.admin.token
+        self._admin_settings(plan.config.admin)
         set_level(plan.config.server.log_level)
         for issue in plan.config.warnings:
             log.warning("reload: %s", issue)
@@ -239,6 +247,11 @@ class Daemon:
         if not plan.applied and not plan.kept:
             log.info("reload: nothing changed")
         self.notifier.reloaded(self.status())
+
+    def _admin_settings(self, admin: AdminSettings) -> None:
+        self.state.token = admin.token
+        self.state.allowed_hosts = admin.allowed_hosts
+        self.state.allowed_origins = admin.allowed_origins
 
     async def _report_status(self) -> None:
         """STATUS= for `systemctl status`, and WATCHDOG=1 if systemd asked for it."""
@@ -251,18 +264,39 @@ class Daemon:
             self.notifier.status(self.status())
 
 
+def open_admin_socket(settings: AdminSettings) -> socket.socket | None:
+    """The control plane's listening socket, opened here so that a busy or bad
+    address is a one-line ListenError naming it (hypercorn gets the socket)."""
+    if not settings.enabled:
+        return None
+    path = settings.unix_path
+    if path is None:
+        host, port = settings.host_port()
+        return open_listener(host, port, 100, what="control plane")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.remove(path)  # a stale socket of an earlier run
+        sock.bind(path)
+        sock.listen(100)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(
+            f"cannot listen on unix:{path} (control plane): {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
 async def serve_admin(
     app: AdminApp,
-    settings: AdminSettings,
+    sock: socket.socket,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config = HypercornConfig()
-    if settings.unix_path is not None:
-        config.bind = [f"unix:{settings.unix_path}"]
-    else:
-        host, port = settings.host_port()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("partysubd.admin")
     config.graceful_timeout = 1.0

@@ -14,10 +14,12 @@ import errno
 import logging
 import socket
 import ssl
+import time
 from typing import cast
 
 import trio
 
+from . import faults
 from .config import ServerSettings
 from .rooms import Hub
 from .session import Session
@@ -26,6 +28,10 @@ from .tls import TLSLayer
 log = logging.getLogger("partysubd.engine")
 
 RECV_SIZE = 65536
+# Bytes a reader takes in one turn before it lets every other task run: one
+# connection that streams cannot hold the loop (the session bounds the work
+# per call the same way, in messages and deliveries).
+TURN_BYTES = 4 * RECV_SIZE
 DRAIN_STEP = 0.1  # seconds between batches of closes when draining
 ACCEPT_ERRORS_TO_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -50,11 +56,22 @@ class Conn(Session):
         return bool(self.out.size or (self.tls is not None and self.tls.pending))
 
 
-def open_listener(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
+class ListenError(Exception):
+    """A listener cannot be opened; the message names the address and why, in one line."""
+
+
+def open_listener(
+    host: str, port: int, backlog: int, reuse_port: bool = False, what: str = "public listener"
+) -> socket.socket:
+    """A bound, listening, non-blocking socket, or ListenError naming the address."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as exc:
+        raise ListenError(f"cannot listen on {where} ({what}): {_reason(exc)}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -62,10 +79,16 @@ def open_listener(host: str, port: int, backlog: int, reuse_port: bool = False) 
         sock.bind(address)
         sock.listen(backlog)
         sock.setblocking(False)
-    except BaseException:
+    except (OSError, OverflowError) as exc:
         sock.close()
-        raise
+        raise ListenError(f"cannot listen on {where} ({what}): {_reason(exc)}") from None
     return sock
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class Engine:
@@ -90,6 +113,7 @@ class Engine:
         return host, port
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.hub.wall_offset = time.time() - trio.current_time()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._flush_loop)
@@ -146,8 +170,10 @@ class Engine:
                     except BlockingIOError:
                         break
                     except OSError as exc:
+                        if exc.errno in (errno.EBADF, errno.EINVAL):
+                            return  # the listener was closed (shutting down)
                         if exc.errno not in ACCEPT_ERRORS_TO_RETRY:
-                            raise
+                            continue  # that connection is gone (ECONNABORTED, EPROTO...)
                         log.warning("cannot accept a connection: %s; retrying shortly", exc)
                         await trio.sleep(0.1)
                         break
@@ -160,19 +186,35 @@ class Engine:
                     nursery.start_soon(self._read_loop, conn)
 
     async def _read_loop(self, conn: Conn) -> None:
+        """Read and feed one connection, yielding after a bounded amount of work.
+
+        Whatever the session raises ends this connection alone (1011, or a 500
+        to an unanswered request): reported, counted, and never the engine's."""
         sock = conn.sock
         hub = self.hub
+        budget = TURN_BYTES
         try:
-            while not conn.closed:
+            while not conn.closed and not conn.finished:
+                if conn.backlog:
+                    # The session stopped at its own bound: let everyone run first.
+                    await trio.lowlevel.checkpoint()
+                    budget = TURN_BYTES
+                    self._feed(conn, None)
+                    continue
+                if budget <= 0:
+                    await trio.lowlevel.checkpoint()
+                    budget = TURN_BYTES
                 try:
                     data = sock.recv(RECV_SIZE)
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(sock)
+                    budget = TURN_BYTES
                     continue
                 if not data:
                     conn.eof_received()
                     self.wake()
                     return
+                budget -= len(data)
                 if conn.tls is not None:
                     data, eof = conn.tls.receive(data)
                     if conn.tls.pending and not conn.writing:
@@ -183,14 +225,33 @@ class Engine:
                         return
                     if not data:
                         continue
-                conn.data_received(data, trio.current_time())
+                self._feed(conn, data)
                 if hub.dirty:
                     self.wake()
         except (OSError, ssl.SSLError, trio.ClosedResourceError):
             self._close(conn)
-        except BaseException:
+        except Exception:
+            faults.report(hub.events, "read", conn.id or conn.peer)
             self._close(conn)
-            raise
+
+    def _feed(self, conn: Conn, data: bytes | None) -> None:
+        """Give the session bytes (or let it go on with what it holds), containing its faults."""
+        now = trio.current_time()
+        try:
+            if data is None:
+                conn.process(now)
+            else:
+                conn.data_received(data, now)
+        except Exception:
+            faults.report(self.hub.events, "session", conn.id or conn.peer)
+            conn.backlog = False
+            try:
+                conn.fail(now)
+            except Exception:
+                faults.report(self.hub.events, "session", conn.id or conn.peer)
+                conn.abort()
+        if self.hub.dirty:
+            self.wake()
 
     # --- writing -----------------------------------------------------------------
 
@@ -214,35 +275,40 @@ class Engine:
         now: float | None = None
         for subscriber in self.hub.take_dirty():
             conn = cast(Conn, subscriber)
-            out = conn.out
-            if out.overflowed and not conn.finished and conn.close_deadline is None:
-                if now is None:
-                    now = trio.current_time()
-                conn.overflowed(now)
-            out.scheduled = False
-            if conn.closed or conn.writing:
-                continue
-            if conn.tls is not None:
-                if self._write(conn) and conn.finished and not conn.unsent:
-                    self._close(conn)
-                continue
-            if out.size:
-                chunks = out.chunks
-                try:
-                    if len(chunks) == 1 and not out.offset:
-                        sent = conn.sock.send(chunks[0])
-                    else:
-                        sent = conn.sock.sendmsg(out.pending())
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self._close(conn)
+            try:
+                out = conn.out
+                if out.overflowed and not conn.finished and conn.close_deadline is None:
+                    if now is None:
+                        now = trio.current_time()
+                    conn.overflowed(now)
+                out.scheduled = False
+                if conn.closed or conn.writing:
                     continue
-                out.consumed(sent)
+                if conn.tls is not None:
+                    if self._write(conn) and conn.finished and not conn.unsent:
+                        self._close(conn)
+                    continue
                 if out.size:
-                    self._start_drain(conn)
-                    continue
-            if conn.finished:
+                    chunks = out.chunks
+                    try:
+                        if len(chunks) == 1 and not out.offset:
+                            sent = conn.sock.send(chunks[0])
+                        else:
+                            sent = conn.sock.sendmsg(out.pending())
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError:
+                        self._close(conn)
+                        continue
+                    out.consumed(sent)
+                    if out.size:
+                        self._start_drain(conn)
+                        continue
+                if conn.finished:
+                    self._close(conn)
+            except Exception:
+                # Its outbox cannot be trusted: the connection is dropped.
+                faults.report(self.hub.events, "flush", conn.id or conn.peer)
                 self._close(conn)
         self.hub.flushed(trio.current_time() if now is None else now)
 
@@ -271,6 +337,10 @@ class Engine:
         except (OSError, ssl.SSLError, trio.ClosedResourceError):
             self._close(conn)
             return
+        except Exception:
+            faults.report(self.hub.events, "flush", conn.id or conn.peer)
+            self._close(conn)
+            return
         finally:
             conn.writing = False
         if conn.finished and not conn.closed:
@@ -279,26 +349,38 @@ class Engine:
     # --- timers and closing ------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
+        hub = self.hub
         while True:
             await trio.sleep(self.sweep_interval)
             now = trio.current_time()
-            self.hub.expire(now)
-            close_timeout = self.hub.config.server.close_timeout
+            hub.wall_offset = time.time() - now
+            try:
+                hub.expire(now)
+            except Exception:
+                faults.report(hub.events, "timers", "expiry")
+            close_timeout = hub.config.server.close_timeout
             for conn in list(self.conns):
-                conn.tick(now)
+                try:
+                    conn.tick(now)
+                except Exception:
+                    faults.report(hub.events, "timers", conn.id or conn.peer)
+                    conn.abort()
                 if conn.finished:
                     if conn.finished_seen is None:
                         conn.finished_seen = now
                     elif now - conn.finished_seen >= close_timeout:
                         self._close(conn)
-            if self.hub.dirty:
+            if hub.dirty:
                 self._flush()
 
     def _close(self, conn: Conn) -> None:
         if conn.closed:
             return
         conn.closed = True
-        conn.connection_lost()
+        try:
+            conn.connection_lost()
+        except Exception:
+            faults.report(self.hub.events, "close", conn.id or conn.peer)
         self.conns.discard(conn)
         trio.lowlevel.notify_closing(conn.sock)
         conn.sock.close()

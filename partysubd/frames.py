@@ -10,6 +10,8 @@ from __future__ import annotations
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
+# The longest server frame header: two bytes and an 8-byte length.
+MAX_FRAME_HEADER = 10
 
 
 def _frame(first_byte: int, payload: bytes) -> bytes:
@@ -30,6 +32,13 @@ def binary_frame(payload: bytes) -> bytes:
     return _frame(_FIN_BINARY, payload)
 
 
+def close_frame(code: int, reason: str) -> bytes:
+    """A close frame built from nothing but its code and reason (for internal errors,
+    where the connection's own protocol state may be what broke)."""
+    payload = code.to_bytes(2, "big") + reason.encode()[:123]
+    return _frame(0x88, payload)
+
+
 # --- client-to-server frames ----------------------------------------------------
 
 OPCODE_TEXT = 0x1
@@ -40,7 +49,7 @@ _CONTROL = 0x8
 _MAX_CONTROL_PAYLOAD = 125
 
 
-def unmask(payload: bytes, key: bytes) -> bytes:
+def unmask(payload: bytes | bytearray, key: bytes | bytearray) -> bytes:
     """XOR the payload with the 4-byte masking key, as one big-integer operation."""
     n = len(payload)
     if not n:
@@ -64,6 +73,12 @@ class FrameSplitter:
 
     A data frame whose header announces more than ``max_size`` bytes comes
     back as ``(-1, b"")`` at once, before its payload is buffered.
+
+    Linear in its input however it is cut: bytes are appended to one buffer
+    (never the buffer copied to add to it), a frame is sliced out once it is
+    complete, and the consumed front is dropped only once it is most of the
+    buffer, so a large frame arriving one byte per ``recv`` costs its length,
+    not its length squared.
     """
 
     RAW = 0
@@ -73,16 +88,16 @@ class FrameSplitter:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._buffer = b""
+        self._buffer = bytearray()
         self._pos = 0
         self._fragmented = False
 
     def feed(self, data: bytes) -> None:
-        if self._pos < len(self._buffer):
-            self._buffer = self._buffer[self._pos :] + data
-        else:
-            self._buffer = data
-        self._pos = 0
+        buffer = self._buffer
+        if self._pos and self._pos * 2 >= len(buffer):
+            del buffer[: self._pos]
+            self._pos = 0
+        buffer += data
 
     def next(self) -> tuple[int, bytes] | None:
         """The next whole frame, or None until more bytes arrive."""
@@ -112,7 +127,7 @@ class FrameSplitter:
             if length > _MAX_CONTROL_PAYLOAD:
                 # Malformed: let wsproto reject it from the header alone.
                 self._pos = len(buf)
-                return self.RAW, buf[start:]
+                return self.RAW, bytes(buf[start:])
         elif length > self.max_size:
             self._pos = len(buf)
             return self.TOO_BIG, b""
@@ -128,4 +143,4 @@ class FrameSplitter:
             # A data frame without FIN starts a fragmented message; a
             # continuation with FIN ends it. wsproto sees all of it.
             self._fragmented = not first & _FIN
-        return self.RAW, buf[start:end]
+        return self.RAW, bytes(buf[start:end])

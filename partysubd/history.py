@@ -6,13 +6,20 @@ lifetime, so a cursor from before a restart (or from a room that emptied and
 forgot its history) is recognised as foreign rather than misread.
 
 With a history (``history_messages`` > 0 for the binding), the last messages
-are kept, bounded by count and by age, so a reconnecting client that says
-``since=<cursor>`` gets exactly what it missed; and a publish carrying an
+are kept, bounded by count, by age and by bytes, so a reconnecting client that
+says ``since=<cursor>`` gets exactly what it missed; and a publish carrying an
 idempotency key that is still in the history is recognised as a repeat.
+
+Bytes are what a client can make the daemon hold, so they are bounded twice:
+each room's history by ``history_bytes``, and every history together by one
+``HistoryBudget`` (``server.max_history_bytes``), which forgets the oldest
+entries of the whole daemon first. An entry counts its encoded size (both
+forms of the message) plus ``ENTRY_OVERHEAD`` for the objects that hold it.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -20,13 +27,60 @@ from dataclasses import dataclass
 
 from .protocol import Publish
 
+# Bytes an entry costs beyond its message's encodings: the entry, the message
+# object, the bytes objects' headers, the deque slot and an idempotency key's
+# dict entry, rounded up.
+ENTRY_OVERHEAD = 256
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(eq=False, slots=True)
 class Entry:
     seq: int
     message: Publish
     publisher: str | None
     time: float
+    size: int = 0
+    kept: bool = True  # False once forgotten (the budget's order holds it lazily)
+
+
+class HistoryBudget:
+    """The bytes every history of the daemon holds together, and who goes first.
+
+    Entries are remembered in the order they were kept, across rooms; over the
+    budget the oldest are forgotten. Each room's own entries are in order too,
+    so the daemon's oldest kept entry is always the front of its room's history.
+    Entries a room forgot itself stay in the order until passed, and the order
+    is compacted once they are the majority, so its length stays linear in
+    what is kept.
+    """
+
+    __slots__ = ("_forgotten", "_order", "bytes", "evicted", "max_bytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evicted = 0  # entries forgotten to stay within the budget
+        self._order: deque[tuple[History, Entry]] = deque()
+        self._forgotten = 0
+
+    def kept(self, history: History, entry: Entry) -> None:
+        self.bytes += entry.size
+        self._order.append((history, entry))
+        while self.bytes > self.max_bytes and self._order:
+            owner, oldest = self._order.popleft()
+            if oldest.kept:
+                owner._drop_front(by_budget=True)
+                self.bytes -= oldest.size
+                self.evicted += 1
+            else:
+                self._forgotten -= 1
+
+    def forgotten(self, entry: Entry) -> None:
+        self.bytes -= entry.size
+        self._forgotten += 1
+        if self._forgotten > 1024 and self._forgotten * 2 > len(self._order):
+            self._order = deque(pair for pair in self._order if pair[1].kept)
+            self._forgotten = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,21 +95,50 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
+# ``<epoch>:<seq>``: ASCII only (``str.isdigit`` takes "²" and "٣"), a sequence
+# number that fits the 63 bits Redis counts in.
+_CURSOR = re.compile(r"([0-9A-Za-z_-]{1,64}):([0-9]{1,19})", re.ASCII)
+MAX_SEQ = 2**63 - 1
+
+
 def parse_cursor(cursor: str) -> tuple[str, int] | None:
-    epoch, sep, seq = cursor.rpartition(":")
-    if not sep or not epoch or not seq.isdigit():
+    """(epoch, seq) of a cursor, or None for anything that is not one."""
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
         return None
-    return epoch, int(seq)
+    seq = int(match.group(2))
+    return (match.group(1), seq) if seq <= MAX_SEQ else None
 
 
 class History:
-    __slots__ = ("_entries", "_idem", "epoch", "last_seq", "max_age", "max_messages")
+    __slots__ = (
+        "_entries",
+        "_idem",
+        "budget",
+        "bytes",
+        "epoch",
+        "last_seq",
+        "max_age",
+        "max_bytes",
+        "max_messages",
+    )
 
-    def __init__(self, max_messages: int, max_age: float, epoch: str | None = None) -> None:
+    def __init__(
+        self,
+        max_messages: int,
+        max_age: float,
+        epoch: str | None = None,
+        *,
+        max_bytes: int = 1 << 62,
+        budget: HistoryBudget | None = None,
+    ) -> None:
         self.max_messages = max_messages
         self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.budget = budget
         self.epoch = epoch or new_epoch()
         self.last_seq = 0
+        self.bytes = 0
         self._entries: deque[Entry] = deque()
         self._idem: dict[str, int] = {}
 
@@ -79,13 +162,21 @@ class History:
         return self.last_seq
 
     def _keep(self, seq: int, message: Publish, publisher: str | None, now: float) -> None:
-        if self.max_messages > 0:
-            self._entries.append(Entry(seq, message, publisher, now))
-            if message.idem is not None:
-                self._idem[message.idem] = seq
-            if len(self._entries) > self.max_messages:
-                self._forget(self._entries.popleft())
-            self.expire(now)
+        if self.max_messages <= 0:
+            return
+        size = message.size + len(publisher or "") + ENTRY_OVERHEAD
+        entry = Entry(seq, message, publisher, now, size)
+        entries = self._entries
+        entries.append(entry)
+        self.bytes += size
+        if message.idem is not None:
+            self._idem[message.idem] = seq
+        if self.budget is not None:
+            # First, so the budget's order and this room's agree entry by entry.
+            self.budget.kept(self, entry)
+        while len(entries) > self.max_messages or (self.bytes > self.max_bytes and entries):
+            self._drop_front()
+        self.expire(now)
 
     def mirror(
         self, message: Publish, publisher: str | None, seq: int, epoch: str, now: float
@@ -98,12 +189,11 @@ class History:
         """
         if epoch != self.epoch:
             self.epoch = epoch
-            self._entries.clear()
-            self._idem.clear()
+            self._clear()
         elif seq <= self.last_seq:
             return False
         if seq != self.last_seq + 1:
-            self._entries.clear()
+            self._clear()
         self.last_seq = seq
         self._keep(seq, message, publisher, now)
         return True
@@ -113,8 +203,15 @@ class History:
         epoch, so no cursor matches it and resumes ask Redis instead."""
         self.epoch = new_epoch()
         self.last_seq = 0
-        self._entries.clear()
-        self._idem.clear()
+        self._clear()
+
+    def release(self) -> None:
+        """The room is gone: give its bytes back to the budget."""
+        self._clear()
+
+    def _clear(self) -> None:
+        while self._entries:
+            self._drop_front()
 
     def entries_after(self, epoch: str, seq: int) -> list[Entry]:
         """What is kept after ``epoch:seq`` (nothing for another epoch)."""
@@ -127,12 +224,17 @@ class History:
         entries = self._entries
         horizon = now - self.max_age
         while entries and entries[0].time < horizon:
-            self._forget(entries.popleft())
+            self._drop_front()
 
-    def _forget(self, entry: Entry) -> None:
+    def _drop_front(self, *, by_budget: bool = False) -> None:
+        entry = self._entries.popleft()
+        entry.kept = False
+        self.bytes -= entry.size
         idem = entry.message.idem
         if idem is not None and self._idem.get(idem) == entry.seq:
             del self._idem[idem]
+        if self.budget is not None and not by_budget:
+            self.budget.forgotten(entry)
 
     def since(self, cursor: str, wanted: Callable[[Entry], bool]) -> Resume:
         """The messages after ``cursor`` that ``wanted`` accepts, if the history reaches back.

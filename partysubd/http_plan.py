@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from wsproto.utilities import generate_accept_token
 
 from .auth import FULL_ACCESS, Grant, check_api_key, verify
 from .config import Binding, ServerSettings
+from .history import parse_cursor
+from .http1 import Head
+from .protocol import MAX_IDEM_LENGTH
 from .rooms import Party
 from .routing import Route, RouteError, route
 
+# Longest connection id (``_pk``): it keys rooms' connection tables and log lines.
+MAX_ID_LENGTH = 256
 Headers = list[tuple[bytes, bytes]]
 
 ALLOW = b"POST, OPTIONS"
@@ -68,38 +73,32 @@ class ReadBody:
     skip: str | None = None  # ?_pk=<id>: a connection id not to deliver to
     client_address: str | None = None  # from client_address_header
     grant: Grant = FULL_ACCESS
+    content_type: str = ""  # application/msgpack: a MessagePack body
 
 
 Plan = Reply | AcceptWebSocket | ReadBody
 
 
 def plan_request(
-    method: bytes,
-    target: bytes,
-    header_list: Sequence[tuple[bytes, bytes]],
-    parties: Mapping[str, Party],
-    settings: ServerSettings,
+    head: Head, parties: Mapping[str, Party], settings: ServerSettings, wall: float
 ) -> Plan:
-    # h11 bounds only what is still incomplete; a request that arrives whole
-    # in one read is measured here.
-    size = len(target) + sum(len(n) + len(v) + 4 for n, v in header_list)
-    if size > settings.max_header_bytes:
-        return Reply(
-            431,
-            f"Request header fields too large: the limit is {settings.max_header_bytes} bytes",
-            close=True,
-        )
-    headers = dict(header_list)
-    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
-    found = route(target.decode("ascii", "replace"), parties)
+    """What to do with a request, from its head; ``wall`` is the wall-clock time
+    (for token expiry)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in head.headers:
+        headers.setdefault(name, value)  # the first of a repeated header counts
+    has_body = head.has_body
+    # The reader allows only visible ASCII in a request target.
+    found = route(head.target.decode("ascii"), parties)
     if isinstance(found, RouteError):
         return Reply(found.status, found.reason, close=has_body)
     binding = found.party.binding
     raw_origin = headers.get(b"origin")
     origin = raw_origin.decode("latin-1") if raw_origin is not None else None
+    method = head.method
     websocket = method == b"GET" and headers.get(b"upgrade", b"").lower() == b"websocket"
     if method == b"OPTIONS":
-        return _preflight(binding, origin, headers)
+        return _preflight(binding, origin, headers, has_body)
     if not websocket and method != b"POST":
         verb = method.decode("ascii", "replace")
         return Reply(
@@ -110,29 +109,39 @@ def plan_request(
         )
     if not binding.origin_allowed(origin):
         return _forbidden(origin)
-    grant = authorize(found, headers, api_key_allowed=not websocket)
+    grant = authorize(found, headers, wall, api_key_allowed=not websocket)
     if isinstance(grant, Reply):
         return grant
     if websocket:
+        if has_body:
+            return Reply(400, "Bad request: a WebSocket upgrade has no body", close=True)
         return _websocket(found, headers, settings, grant)
-    length = headers.get(b"content-length")
-    if length is not None and int(length) > settings.max_message_size:
-        return too_large(settings.max_message_size)
+    pk = found.query.get("_pk") or None
+    if pk is not None and len(pk) > MAX_ID_LENGTH:
+        return Reply(400, f"Bad request: _pk longer than {MAX_ID_LENGTH} characters", close=True)
     idem = headers.get(b"idempotency-key")
+    if idem is not None and (not idem or len(idem) > MAX_IDEM_LENGTH or not idem.isascii()):
+        return Reply(
+            400,
+            f"Bad request: Idempotency-Key must be 1 to {MAX_IDEM_LENGTH} ASCII characters",
+            close=True,
+        )
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
     return ReadBody(
         found,
         cors_headers(binding, origin),
         settings.max_message_size,
         _country(headers, settings),
-        idem.decode("latin-1") if idem else None,
-        found.query.get("_pk") or None,
+        idem.decode("ascii") if idem else None,
+        pk,
         _client_address(headers, settings),
         grant,
+        content_type,
     )
 
 
 def authorize(
-    found: Route[Party], headers: dict[bytes, bytes], *, api_key_allowed: bool
+    found: Route[Party], headers: dict[bytes, bytes], wall: float, *, api_key_allowed: bool
 ) -> Grant | Reply:
     """What the request's credentials allow in this room, or the 401/403 that refuses it."""
     settings = found.party.binding.auth
@@ -145,7 +154,7 @@ def authorize(
         return _unauthorized("a token is required (token query parameter or Authorization: Bearer)")
     if api_key_allowed and check_api_key(token, settings):
         return FULL_ACCESS
-    grant = verify(token, settings)
+    grant = verify(token, settings, wall)
     if isinstance(grant, str):
         return _unauthorized(grant)
     if not grant.may_enter(found.room):
@@ -178,9 +187,11 @@ def _forbidden(origin: str | None) -> Reply:
     return Reply(403, f"Forbidden: origin {origin} is not allowed", close=True)
 
 
-def _preflight(binding: Binding, origin: str | None, headers: dict[bytes, bytes]) -> Reply:
+def _preflight(
+    binding: Binding, origin: str | None, headers: dict[bytes, bytes], has_body: bool
+) -> Reply:
     if origin is None or not binding.origin_allowed(origin):
-        return Reply(403, f"Forbidden: origin {origin} is not allowed")
+        return Reply(403, f"Forbidden: origin {origin} is not allowed", close=has_body)
     requested = headers.get(b"access-control-request-headers", PREFLIGHT_HEADERS)
     return Reply(
         204,
@@ -191,6 +202,7 @@ def _preflight(binding: Binding, origin: str | None, headers: dict[bytes, bytes]
             (b"Access-Control-Allow-Headers", requested),
             (b"Access-Control-Max-Age", b"86400"),
         ],
+        close=has_body,
     )
 
 
@@ -217,10 +229,17 @@ def _websocket(
     options = socket_options(found.query, found.party.binding.skip_self)
     if isinstance(options, str):
         return Reply(400, f"Bad request: {options}", close=True)
-    limit = found.party.binding.limits.max_connections_per_room
-    room = found.party.rooms.get(found.room)
+    party = found.party
+    limit = party.binding.limits.max_connections_per_room
+    room = party.rooms.get(found.room)
     if limit and room is not None and room.connections >= limit:
         return Reply(503, f"Room full: at most {limit} connections", [(b"Retry-After", b"5")])
+    if not party.has_room_for(found.room):
+        return Reply(
+            503,
+            f"Too many rooms: at most {party.binding.max_rooms} are open in this party",
+            [(b"Retry-After", b"5")],
+        )
     return AcceptWebSocket(
         found,
         generate_accept_token(key),
@@ -239,7 +258,7 @@ def _flag(query: Mapping[str, str], name: str, default: bool) -> bool | str:
         return True
     if value in ("0", "false"):
         return False
-    return f"{name} must be 1 or 0, not {value!r}"
+    return f"{name} must be 1 or 0, not {value[:40]!r}"
 
 
 def socket_options(query: Mapping[str, str], skip_self_default: bool) -> SocketOptions | str:
@@ -251,8 +270,13 @@ def socket_options(query: Mapping[str, str], skip_self_default: bool) -> SocketO
             return flag
     fmt = query.get("format", "json")
     if fmt not in ("json", "msgpack"):
-        return f"format must be json or msgpack, not {fmt!r}"
+        return f"format must be json or msgpack, not {fmt[:40]!r}"
     since = query.get("since") or None
+    if since is not None and parse_cursor(since) is None:
+        return "since must be a cursor (<epoch>:<seq>, a message's id)"
+    pk = query.get("_pk") or None
+    if pk is not None and len(pk) > MAX_ID_LENGTH:
+        return f"_pk longer than {MAX_ID_LENGTH} characters"
     return SocketOptions(bool(ids), since, fmt == "msgpack", bool(skip_self))
 
 

@@ -14,7 +14,6 @@ made at most once per publish, only if a subscriber needs it.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -22,7 +21,9 @@ from typing import Any
 import msgpack
 import orjson
 
+from . import values
 from .frames import binary_frame, text_frame
+from .values import describe
 
 
 class ErrorCode(StrEnum):
@@ -33,6 +34,8 @@ class ErrorCode(StrEnum):
     BAD_MESSAGE = "bad_message"
     BAD_TOPIC = "bad_topic"
     BAD_TOPICS = "bad_topics"
+    BAD_VALUE = "bad_value"
+    TOO_LARGE = "too_large"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     RATE_LIMITED = "rate_limited"
     FORBIDDEN = "forbidden"
@@ -56,12 +59,49 @@ class Variant(IntEnum):
         return self >= Variant.MSGPACK
 
 
+# Longest idempotency key accepted: it is kept with the message in a history.
+MAX_IDEM_LENGTH = 256
+# What a cursor adds to a message's form, at most: ``,"id":"<8 hex>:<19 digits>"``.
+CURSOR_ROOM = 40
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLimits:
+    """What the door checks a message against (from ``[server]``)."""
+
+    max_message_size: int = 1024 * 1024
+    max_topic_length: int = 256
+    max_depth: int = values.DEFAULT_MAX_DEPTH
+
+
 @dataclass(frozen=True, slots=True)
 class Publish:
+    """A message that passed the door: checked, and encoded once in both formats.
+
+    ``json`` and ``packed`` are the map ``{"topic": T, "data": D}`` (no
+    ``data`` key when the client sent none) as JSON and as MessagePack. Every
+    frame, history entry, relay item and tail line is made from these bytes,
+    so no later encoding can fail, and what a message costs to keep is its size.
+    """
+
     topic: str
-    data: Any
-    has_data: bool = True
+    json: bytes
+    packed: bytes
     idem: str | None = None  # idempotency key: a repeat is not delivered again
+
+    @property
+    def has_data(self) -> bool:
+        return self.packed[0] == 0x82
+
+    @property
+    def data(self) -> Any:
+        """The data, decoded again (tests, tools); the delivery path never needs it."""
+        return msgpack.unpackb(self.packed, raw=False).get("data")
+
+    @property
+    def size(self) -> int:
+        """Bytes this message holds (both forms and its key)."""
+        return len(self.json) + len(self.packed) + len(self.idem or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,93 +128,148 @@ ClientMessage = Publish | Subscribe | RefreshToken | ProtocolError
 BYTES_MARKER = "__bytes"
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON; orjson for speed, the stdlib for what orjson refuses but JSON allows.
-
-    orjson rejects escaped lone surrogates (``"\\ud800"``), which are valid
-    JSON; a client that sends them must not get an error. Integers beyond 64
-    bits become doubles, exactly as JSON.parse makes them in the browser.
-    """
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text, parse_constant=_reject_constant)
-
-
 def _bytes_for_json(value: Any) -> Any:
     """What JSON cannot carry (bytes from a MessagePack publisher), in a documented form."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, bytes):
         return {BYTES_MARKER: base64.b64encode(value).decode("ascii")}
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes, keys in insertion order (so ``topic`` comes first)."""
+    """Compact JSON bytes, keys in insertion order (so ``topic`` comes first).
+
+    Only for values the daemon builds itself (control frames, views) or that
+    passed the door: the value model guarantees orjson can write them.
+    """
+    return orjson.dumps(value, default=_bytes_for_json)
+
+
+def make_publish(
+    topic: Any,
+    data: Any,
+    limits: MessageLimits,
+    *,
+    has_data: bool = True,
+    idem: Any = None,
+    data_checked: bool = False,
+) -> Publish | ProtocolError:
+    """The door: a message from its parts, or the error that refuses it.
+
+    Checks the topic, the idempotency key and the data against the value
+    model (``data_checked``: the caller's decoder already guarantees it), then
+    encodes both forms once and refuses a message any of whose forms, with a
+    cursor, would be larger than ``max_message_size``: such a frame could not
+    be delivered, replayed or relayed to everyone who may need it.
+    """
+    if not isinstance(topic, str) or not topic:
+        return ProtocolError(
+            ErrorCode.BAD_TOPIC, f'"topic" must be a non-empty string, not {describe(topic)}'
+        )
+    if len(topic) > limits.max_topic_length:
+        return ProtocolError(
+            ErrorCode.BAD_TOPIC, f"topic longer than {limits.max_topic_length} characters"
+        )
+    if values.has_surrogate(topic):
+        return ProtocolError(ErrorCode.BAD_TOPIC, "topic holds a lone surrogate")
+    if idem is not None and (
+        not isinstance(idem, str)
+        or not idem
+        or len(idem) > MAX_IDEM_LENGTH
+        or values.has_surrogate(idem)
+    ):
+        return ProtocolError(
+            ErrorCode.BAD_MESSAGE,
+            f'"idem" must be a non-empty string of at most {MAX_IDEM_LENGTH} characters',
+        )
+    if has_data and not data_checked:
+        problem = values.check(data, limits.max_depth)
+        if problem is not None:
+            return ProtocolError(ErrorCode.BAD_VALUE, problem)
+    envelope: dict[str, Any] = {"topic": topic, "data": data} if has_data else {"topic": topic}
     try:
-        return orjson.dumps(value, default=_bytes_for_json, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        # Integers beyond 64 bits, lone surrogates, odd map keys from MessagePack.
-        return json.dumps(
-            value, separators=(",", ":"), default=_bytes_for_json, skipkeys=True
-        ).encode()
+        as_json = dumps(envelope)
+        as_msgpack: bytes = msgpack.packb(envelope)
+    except (TypeError, ValueError, OverflowError) as exc:  # the model says never; be total
+        return ProtocolError(ErrorCode.BAD_VALUE, f"cannot encode the data: {exc}")
+    largest = max(len(as_json), len(as_msgpack)) + CURSOR_ROOM
+    if largest > limits.max_message_size:
+        form = "JSON" if len(as_json) >= len(as_msgpack) else "MessagePack"
+        return ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"as {form} this message would be {largest} bytes with its cursor; "
+            f"messages are delivered only up to {limits.max_message_size} bytes",
+        )
+    return Publish(topic, as_json, as_msgpack, idem)
 
 
-def interpret(message: Any, describe: str) -> ClientMessage:
+def interpret(
+    message: Any, describe_as: str, limits: MessageLimits, checked: bool
+) -> ClientMessage:
     """Classify one decoded client message (from either format)."""
     if not isinstance(message, dict):
         return ProtocolError(
             ErrorCode.BAD_MESSAGE,
-            f'message must be {describe} like {{"topic": ..., "data": ...}}, '
-            f"not {_json_type(message)}",
+            f'message must be {describe_as} like {{"topic": ..., "data": ...}}, '
+            f"not {describe(message)}",
         )
     if "__topics" in message:
         return parse_topics(message["__topics"])
     if "__token" in message:
         token = message["__token"]
-        if not isinstance(token, str) or not token:
-            return ProtocolError(ErrorCode.BAD_MESSAGE, '"__token" must be a non-empty string')
+        if not isinstance(token, str) or not token or not token.isascii():
+            return ProtocolError(
+                ErrorCode.BAD_MESSAGE, '"__token" must be a non-empty ASCII string'
+            )
         return RefreshToken(token)
     if "topic" not in message:
         return ProtocolError(
             ErrorCode.BAD_TOPIC, 'message has no "topic" (to publish) or "__topics" (to subscribe)'
         )
-    topic = message["topic"]
-    if not isinstance(topic, str) or not topic:
-        return ProtocolError(
-            ErrorCode.BAD_TOPIC, f'"topic" must be a non-empty string, not {_json_type(topic)}'
-        )
-    idem = message.get("idem")
-    if idem is not None and (not isinstance(idem, str) or not idem):
-        return ProtocolError(
-            ErrorCode.BAD_MESSAGE, f'"idem" must be a non-empty string, not {_json_type(idem)}'
-        )
-    if "data" in message:
-        return Publish(topic, message["data"], idem=idem)
-    return Publish(topic, None, has_data=False, idem=idem)
+    return make_publish(
+        message["topic"],
+        message.get("data"),
+        limits,
+        has_data="data" in message,
+        idem=message.get("idem"),
+        data_checked=checked,
+    )
 
 
-def parse_client_message(text: str | bytes) -> ClientMessage:
-    """Classify one WebSocket text message (JSON) from a client."""
+def parse_client_message(payload: bytes, limits: MessageLimits) -> ClientMessage:
+    """Classify one WebSocket text message (JSON, UTF-8 only) from a client."""
     try:
-        message = loads(text)
-    except ValueError as exc:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
         return ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {exc}")
-    return interpret(message, "a JSON object")
+    return interpret(message, "a JSON object", limits, _json_within_model(payload, limits))
 
 
-def parse_msgpack_message(payload: bytes) -> ClientMessage:
+def _json_within_model(payload: bytes, limits: MessageLimits) -> bool:
+    """Whether what orjson decoded from ``payload`` is inside the value model already.
+
+    orjson yields only string keys, strict UTF-8 strings, finite floats and
+    integers within 64 bits (it reads larger ones as doubles, and refuses
+    ``NaN``, ``Infinity`` and ``1e999``). Only depth is left, and it is at
+    most the number of brackets: if those are few, there is nothing to walk.
+    """
+    return payload.count(b"[") + payload.count(b"{") <= limits.max_depth + 1
+
+
+def parse_msgpack_message(payload: bytes, limits: MessageLimits) -> ClientMessage:
     """Classify one WebSocket binary message (MessagePack) from a client."""
+    message = _unpack(payload)
+    if isinstance(message, ProtocolError):
+        return message
+    return interpret(message, "a MessagePack map", limits, False)
+
+
+def _unpack(payload: bytes) -> Any:
     try:
         # Timestamps as integer nanoseconds and no extension types: only
         # values that both formats can carry on.
-        message = msgpack.unpackb(payload, raw=False, timestamp=2, ext_hook=_no_extensions)
-    except (ValueError, msgpack.UnpackException, msgpack.ExtraData) as exc:
+        return msgpack.unpackb(payload, raw=False, timestamp=2, ext_hook=_no_extensions)
+    except Exception as exc:  # msgpack raises many kinds; any is a refusal
         return ProtocolError(ErrorCode.BAD_MSGPACK, f"message is not valid MessagePack: {exc}")
-    return interpret(message, "a MessagePack map")
 
 
 def _no_extensions(code: int, data: bytes) -> Any:
@@ -182,31 +277,67 @@ def _no_extensions(code: int, data: bytes) -> Any:
 
 
 def parse_topics(value: Any) -> Subscribe | ProtocolError:
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(p, str) for p in value)
+        or any(values.has_surrogate(p) for p in value)
+    ):
         return ProtocolError(
-            ErrorCode.BAD_TOPICS, f'"__topics" must be a list of strings, not {_json_type(value)}'
+            ErrorCode.BAD_TOPICS, f'"__topics" must be a list of strings, not {describe(value)}'
         )
     return Subscribe(tuple(value))
 
 
-def parse_http_publish(body: bytes) -> Publish | str:
-    """Validate an HTTP publish body; a string is the reason it was refused."""
-    if not body.strip():
-        return 'body is empty; send {"topic": "...", "data": ...}'
-    try:
-        message = loads(body)
-    except ValueError as exc:
-        return f"body is not valid JSON: {exc}"
-    except UnicodeDecodeError:
-        return "body is not valid UTF-8"
+def parse_relayed(envelope: bytes, idem: Any, limits: MessageLimits) -> Publish | ProtocolError:
+    """A message from another daemon (its MessagePack map), through the same door."""
+    message = _unpack(envelope)
+    if isinstance(message, ProtocolError):
+        return message
     if not isinstance(message, dict):
-        return f"body must be a JSON object, not {_json_type(message)}"
+        return ProtocolError(ErrorCode.BAD_MESSAGE, "a relayed message must be a map")
+    return make_publish(
+        message.get("topic"), message.get("data"), limits, has_data="data" in message, idem=idem
+    )
+
+
+MSGPACK_TYPES = frozenset(
+    {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
+)
+
+
+def parse_http_publish(
+    body: bytes, content_type: str, limits: MessageLimits
+) -> Publish | ProtocolError:
+    """Validate an HTTP publish body: JSON, or MessagePack by its Content-Type."""
+    binary = content_type.partition(";")[0].strip().lower() in MSGPACK_TYPES
+    if not body.strip():
+        what = "a MessagePack map" if binary else '{"topic": "...", "data": ...}'
+        return ProtocolError(ErrorCode.BAD_MESSAGE, f"body is empty; send {what}")
+    if binary:
+        message = _unpack(body)
+        if isinstance(message, ProtocolError):
+            return message
+        checked = False
+    else:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return ProtocolError(ErrorCode.BAD_JSON, f"body is not valid JSON: {exc}")
+        checked = _json_within_model(body, limits)
+    if not isinstance(message, dict):
+        form = "a MessagePack map" if binary else "a JSON object"
+        return ProtocolError(ErrorCode.BAD_MESSAGE, f"body must be {form}, not {describe(message)}")
     topic = message.get("topic")
-    if not isinstance(topic, str) or not topic:
-        return f'"topic" must be a non-empty string, not {_json_type(topic)}'
-    if "data" not in message:
-        return '"data" is missing'
-    return Publish(topic, message["data"])
+    if "data" not in message and isinstance(topic, str) and topic:
+        return ProtocolError(ErrorCode.BAD_MESSAGE, '"data" is missing')
+    return make_publish(
+        topic,
+        message.get("data"),
+        limits,
+        has_data="data" in message,
+        idem=message.get("idem"),
+        data_checked=checked,
+    )
 
 
 def message_frame(message: Publish, cursor: str | None, variant: Variant) -> bytes:
@@ -216,15 +347,20 @@ def message_frame(message: Publish, cursor: str | None, variant: Variant) -> byt
 
 def encode_message(message: Publish, cursor: str | None, variant: int) -> bytes:
     """``message_frame`` for the publish path, where the variant is a plain int:
-    bit 0 asks for the cursor, bit 1 for MessagePack."""
-    payload: dict[str, Any] = {"topic": message.topic}
-    if message.has_data:
-        payload["data"] = message.data
-    if variant & 1 and cursor is not None:
-        payload["id"] = cursor
+    bit 0 asks for the cursor, bit 1 for MessagePack. Splices bytes the door
+    encoded; nothing here can fail."""
     if variant & 2:
-        return binary_frame(msgpack.packb(payload))
-    return text_frame(dumps(payload))
+        payload = message.packed
+        if variant & 1 and cursor is not None:
+            # A fixmap of 1 or 2 entries gains one: the header byte counts them.
+            payload = b"".join(
+                (bytes((payload[0] + 1,)), payload[1:], b"\xa2id", msgpack.packb(cursor))
+            )
+        return binary_frame(payload)
+    payload = message.json
+    if variant & 1 and cursor is not None:
+        payload = b"".join((payload[:-1], b',"id":"', cursor.encode("ascii"), b'"}'))
+    return text_frame(payload)
 
 
 def control_frame(key: str, value: dict[str, Any], msgpack_format: bool) -> bytes:
@@ -239,19 +375,3 @@ def error_frame(error: ProtocolError, msgpack_format: bool = False) -> bytes:
     if error.retry_after is not None:
         body["retry_after"] = round(error.retry_after, 3)
     return control_frame("__error", body, msgpack_format)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string" if value else "an empty string"
-    if isinstance(value, (bytes, bytearray)):
-        return "bytes"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"

@@ -61,23 +61,24 @@ class AddressLimiter:
 
 
 class PublishLimiter:
-    """One connection's publish allowance: messages per second and bytes per second."""
+    """One connection's allowance: messages per second and bytes per second.
 
-    __slots__ = ("bytes", "messages", "strikes")
+    Every message counts (publishes, subscriptions, token refreshes, pings and
+    invalid ones alike): it is taken before the message is parsed."""
+
+    __slots__ = ("bytes", "messages")
 
     def __init__(
         self, rate: float, burst: float, bytes_rate: float, bytes_burst: float, now: float
     ) -> None:
         self.messages = TokenBucket(rate, burst, now) if rate > 0 else None
         self.bytes = TokenBucket(bytes_rate, bytes_burst, now) if bytes_rate > 0 else None
-        self.strikes = 0  # refusals in a row
 
     def take(self, size: int, now: float) -> float:
-        """0.0 if this publish may go; else seconds to wait. Counts refusals in a row."""
+        """0.0 if this message may go; else seconds to wait."""
         wait = self.messages.take(1, now) if self.messages is not None else 0.0
         if not wait and self.bytes is not None:
             wait = self.bytes.take(size, now)
             if wait and self.messages is not None:
                 self.messages.tokens += 1  # refused: the message allowance is not spent
-        self.strikes = self.strikes + 1 if wait else 0
         return wait

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgpack
 
-from .protocol import Publish
+from .protocol import MessageLimits, ProtocolError, Publish, parse_relayed
 
 
 def channel_for(prefix: str, binding: str, room: str) -> str:
@@ -65,10 +65,11 @@ class Relayed:
 def encode_item(
     message: Publish, publisher: str | None, skip_publisher: bool, delivered_here: bool = False
 ) -> bytes:
-    data = message.data if message.has_data else None
-    item = [message.topic, data, message.has_data, publisher, skip_publisher]
-    item += [message.idem, delivered_here]
-    packed: bytes = msgpack.packb(item)
+    """``[message map, publisher, skip, idem, delivered]``; the map is the MessagePack
+    form the door made, carried as bytes, never decoded and encoded again."""
+    packed: bytes = msgpack.packb(
+        [message.packed, publisher, skip_publisher, message.idem, delivered_here]
+    )
     return packed
 
 
@@ -87,44 +88,81 @@ def _array_header(n: int) -> bytes:
 
 
 class BadBatch(ValueError):
-    """A payload on a room channel that is not a batch: logged and skipped."""
+    """A payload on a room channel (or one item of it) that cannot be read: logged, skipped."""
 
 
-_ITEM_ERRORS = (ValueError, TypeError, AttributeError, msgpack.ExtraData)
+def decode_item(
+    raw: Any, limits: MessageLimits, origin: str = "", seq: int | None = None
+) -> Relayed:
+    """One item, packed (as Redis keeps it) or already unpacked (inside a plain batch).
 
-
-def decode_item(raw: Any, origin: str = "", seq: int | None = None) -> Relayed:
-    """One item, packed (as Redis keeps it) or already unpacked (inside a plain batch)."""
-    packed = raw if isinstance(raw, bytes) else b""
-    if packed:
-        raw = msgpack.unpackb(packed, raw=False)
-    topic, data, has_data, publisher, skip_publisher, idem, delivered = raw
-    if not isinstance(topic, str) or not isinstance(has_data, bool):
-        raise BadBatch("malformed item")
+    The message goes through the same door as a client's MessagePack publish,
+    with this daemon's limits: what another daemon (or Redis) sends is input too.
+    Raises BadBatch, and nothing else, for anything unreadable or refused."""
+    try:
+        packed = raw if isinstance(raw, bytes) else b""
+        if packed:
+            raw = msgpack.unpackb(packed, raw=False)
+        envelope, publisher, skip_publisher, idem, delivered = raw
+    except Exception as exc:
+        raise BadBatch(f"malformed item: {exc}") from None
+    if not isinstance(envelope, bytes):
+        raise BadBatch("malformed item: the message is not bytes")
     if publisher is not None and not isinstance(publisher, str):
         raise BadBatch("malformed publisher")
-    if idem is not None and not isinstance(idem, str):
-        raise BadBatch("malformed idempotency key")
-    message = Publish(topic, data, has_data, idem)
+    message = parse_relayed(envelope, idem, limits)
+    if isinstance(message, ProtocolError):
+        raise BadBatch(f"{message.code.value}: {message.message}")
     return Relayed(origin, message, publisher, bool(skip_publisher), bool(delivered), seq, packed)
 
 
-def decode_batch(payload: bytes) -> tuple[str, str | None, list[Relayed]]:
-    """(origin, epoch, messages). A plain batch is ``[origin, [item, ...]]``; one
-    numbered by Redis (built by the Lua script in cluster.py) is
-    ``[origin, epoch, [[seq, packed item], ...]]``, with an epoch."""
+def decode_batch(payload: bytes) -> tuple[str, str | None, list[tuple[int | None, Any]]]:
+    """(origin, epoch, raw items with their seq), for ``decode_item`` one by one.
+
+    A plain batch is ``[origin, [item, ...]]``; one numbered by Redis (built by
+    the Lua script in cluster.py) is ``[origin, epoch, [[seq, packed item], ...]]``."""
     try:
         if payload[:1] == b"\x92":
             origin, plain = msgpack.unpackb(payload, raw=False, strict_map_key=True)
-            if not isinstance(origin, str):
+            if not isinstance(origin, str) or not isinstance(plain, list):
                 raise BadBatch("malformed origin")
-            return origin, None, [decode_item(raw, origin) for raw in plain]
+            return origin, None, [(None, raw) for raw in plain]
         # Lua strings are packed as msgpack str, whatever bytes they hold: raw.
         raw_origin, raw_epoch, entries = msgpack.unpackb(payload, raw=True, strict_map_key=True)
         origin, epoch = raw_origin.decode(), raw_epoch.decode()
-        return origin, epoch, [decode_item(packed, origin, int(seq)) for seq, packed in entries]
-    except _ITEM_ERRORS as exc:
-        raise BadBatch(str(exc)) from None
+        return origin, epoch, [(int(seq), packed) for seq, packed in entries]
+    except BadBatch:
+        raise
+    except Exception as exc:
+        raise BadBatch(str(exc) or type(exc).__name__) from None
+
+
+@dataclass(slots=True)
+class Pending:
+    """One message for the other daemons: encoded once, kept with what it was made from
+    (so this daemon can deliver it itself if Redis goes away, without decoding it)."""
+
+    channel: str
+    numbered: bool
+    message: Publish
+    publisher: str | None
+    skip_publisher: bool
+    delivered_here: bool = False
+    item: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.item:
+            self.item = encode_item(
+                self.message, self.publisher, self.skip_publisher, self.delivered_here
+            )
+
+    @property
+    def idem(self) -> str:
+        return self.message.idem or ""
+
+    def mark_delivered(self) -> None:
+        self.delivered_here = True
+        self.item = encode_item(self.message, self.publisher, self.skip_publisher, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,19 +171,29 @@ class Batch:
 
     channel: str
     numbered: bool
-    items: list[bytes]
-    # Each item's idempotency key ("" for none), for the numbering script.
-    idems: list[str]
+    pending: list[Pending]
+
+    @property
+    def items(self) -> list[bytes]:
+        return [p.item for p in self.pending]
+
+    @property
+    def idems(self) -> list[str]:
+        """Each item's idempotency key ("" for none), for the numbering script."""
+        return [p.idem for p in self.pending]
 
 
 class Outbound:
-    """Messages for the other daemons, by channel, in publish order, bounded."""
+    """Messages for the other daemons, by channel, in publish order, bounded in number
+    (``limit``) and in bytes (``max_bytes``)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = 1 << 62) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         # One queue in publish order: batching per channel happens when taken,
         # so order across channels is kept too.
-        self._queue: deque[tuple[str, bool, bytes, str]] = deque()
+        self._queue: deque[Pending] = deque()
+        self.bytes = 0
         self.dropped = 0
         # Numbered rooms' messages dropped, by channel: their numbers are
         # skipped when Redis is back, so resumes see the hole.
@@ -154,20 +202,22 @@ class Outbound:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, channel: str, item: bytes, numbered: bool = False, idem: str = "") -> bool:
+    def add(self, pending: Pending) -> bool:
         """Queue one message; whether the queue was empty (the sender must wake)."""
         queue = self._queue
         was_empty = not queue
-        if len(queue) >= self.limit:
-            self._drop_oldest()
-        queue.append((channel, numbered, item, idem))
+        queue.append(pending)
+        self.bytes += _cost(pending)
+        self._trim()
         return was_empty
 
-    def _drop_oldest(self) -> None:
-        channel, numbered, _, _ = self._queue.popleft()
-        self.dropped += 1
-        if numbered:
-            self._holes[channel] = self._holes.get(channel, 0) + 1
+    def _trim(self) -> None:
+        while self._queue and (len(self._queue) > self.limit or self.bytes > self.max_bytes):
+            dropped = self._queue.popleft()
+            self.bytes -= _cost(dropped)
+            self.dropped += 1
+            if dropped.numbered:
+                self._holes[dropped.channel] = self._holes.get(dropped.channel, 0) + 1
 
     def take_holes(self) -> dict[str, int]:
         """Numbered messages dropped since last asked, by channel."""
@@ -179,41 +229,37 @@ class Outbound:
         queue = self._queue
         by_channel: dict[tuple[str, bool], Batch] = {}
         for _ in range(min(most, len(queue))):
-            channel, numbered, item, idem = queue.popleft()
-            batch = by_channel.get((channel, numbered))
+            pending = queue.popleft()
+            self.bytes -= _cost(pending)
+            key = (pending.channel, pending.numbered)
+            batch = by_channel.get(key)
             if batch is None:
-                batch = by_channel[channel, numbered] = Batch(channel, numbered, [], [])
-            batch.items.append(item)
-            batch.idems.append(idem)
+                batch = by_channel[key] = Batch(pending.channel, pending.numbered, [])
+            batch.pending.append(pending)
         return list(by_channel.values())
 
-    def numbered_not_delivered(self) -> list[tuple[str, Relayed]]:
+    def numbered_not_delivered(self) -> list[Pending]:
         """Queued numbered messages their own daemon has not delivered, in order;
         they are marked delivered (the caller delivers them now)."""
-        found: list[tuple[str, Relayed]] = []
-        queue = self._queue
-        for i, (channel, numbered, item, idem) in enumerate(queue):
-            if not numbered:
-                continue
-            relayed = decode_item(item)
-            if relayed.delivered_at_origin:
-                continue
-            found.append((channel, relayed))
-            marked = encode_item(relayed.message, relayed.publisher, relayed.skip_publisher, True)
-            queue[i] = (channel, numbered, marked, idem)
+        found = [p for p in self._queue if p.numbered and not p.delivered_here]
+        for pending in found:
+            self.bytes -= _cost(pending)
+            pending.mark_delivered()
+            self.bytes += _cost(pending)
         return found
 
     def put_back(self, batches: list[Batch]) -> None:
         """Batches the link could not send go back in front, in order (a lost connection)."""
-        restored = [
-            (b.channel, b.numbered, item, idem)
-            for b in batches
-            for item, idem in zip(b.items, b.idems, strict=True)
-        ]
-        for entry in reversed(restored):
-            self._queue.appendleft(entry)
-        while len(self._queue) > self.limit:
-            self._drop_oldest()
+        restored = [pending for batch in batches for pending in batch.pending]
+        for pending in reversed(restored):
+            self._queue.appendleft(pending)
+            self.bytes += _cost(pending)
+        self._trim()
+
+
+def _cost(pending: Pending) -> int:
+    """What a queued message holds: its item and the message it was made from."""
+    return len(pending.item) + pending.message.size
 
 
 class Interest:

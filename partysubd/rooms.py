@@ -16,8 +16,9 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from . import faults
 from .config import Binding, Config
-from .history import History, Resume
+from .history import History, HistoryBudget, Resume
 from .outbox import Outbox
 from .placement import NodeLayout
 from .protocol import Publish, Variant, encode_message
@@ -41,6 +42,9 @@ class Subscriber(Hashable, Protocol):
     def close(self, code: int, reason: str, now: float) -> None: ...
 
     def abort(self) -> None: ...
+
+    def fail(self, now: float) -> None:
+        """An internal error hit this connection: end it (1011), and only it."""
 
 
 @dataclass(eq=False, slots=True)
@@ -96,9 +100,17 @@ class Party:
     # Daemons sharing the per-address limits: in a cluster each enforces its
     # share, so one address gets at most the configured rate from all of them.
     share: int = 1
+    # Rooms nobody is in, kept for their history until it expires, oldest first:
+    # the first to go when the party is at ``max_rooms``.
+    idle: dict[Room, None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._make_limiters()
+
+    def has_room_for(self, name: str) -> bool:
+        """Whether a connection to room ``name`` may open it (or it is open already)."""
+        limit = self.binding.max_rooms
+        return not limit or name in self.rooms or len(self.rooms) < limit or bool(self.idle)
 
     def _make_limiters(self) -> None:
         limits, n = self.binding.limits, self.share
@@ -149,6 +161,8 @@ class Hub:
         self.parties: dict[str, Party] = {}
         self.parties_by_binding: dict[str, Party] = {}
         self.config = config
+        # Every room's history together stays within server.max_history_bytes.
+        self.history_budget = HistoryBudget(config.server.max_history_bytes)
         self.apply(config)
         # Subscribers whose outbox has something to send (or must close);
         # the I/O layer takes this list once per scheduler tick.
@@ -157,9 +171,10 @@ class Hub:
         self.flush_latency = LatencyHistogram()
         # When the oldest publish not yet flushed was made (publish-to-flush latency).
         self.unflushed_since: float | None = None
-        # Rooms with no connections kept for their history until it expires.
-        self.idle_rooms: set[Room] = set()
         self._next_limiter_sweep = 0.0
+        # Wall-clock time minus the monotonic time sessions are given: the I/O
+        # edge keeps it current, and token expiry (wall clock) reads it.
+        self.wall_offset = 0.0
         # In a cluster (cluster.py sets these): every local publish is handed
         # to ``relay`` for the other daemons, and ``interest`` hears when a
         # room gains its first connection (True) or loses its last (False).
@@ -175,6 +190,7 @@ class Hub:
     def apply(self, config: Config) -> None:
         """Run with ``config`` from now on: new bindings become parties, changed ones update."""
         self.config = config
+        self.history_budget.max_bytes = config.server.max_history_bytes
         for binding in config.bindings:
             party = self.parties_by_binding.get(binding.name)
             if party is None:
@@ -183,12 +199,21 @@ class Hub:
             for room in party.rooms.values():
                 room.history.max_messages = binding.history_messages
                 room.history.max_age = binding.history_seconds
+                room.history.max_bytes = binding.history_bytes
             for name in binding.party_names:
                 self.parties[name] = party
 
     def _new_room(self, party: Party, name: str) -> Room:
         binding = party.binding
-        history = History(binding.history_messages, binding.history_seconds)
+        if binding.max_rooms and len(party.rooms) >= binding.max_rooms and party.idle:
+            # At the cap: the room left idle longest goes, with its history.
+            self._delete(next(iter(party.idle)))
+        history = History(
+            binding.history_messages,
+            binding.history_seconds,
+            max_bytes=binding.history_bytes,
+            budget=self.history_budget,
+        )
         room = party.rooms[name] = Room(party, name, binding.layout, history)
         return room
 
@@ -233,7 +258,7 @@ class Hub:
         room = party.rooms.get(room_name)
         if room is None:
             room = self._new_room(party, room_name)
-        self.idle_rooms.discard(room)
+        party.idle.pop(room, None)
         node_id = self._node_id(room, country)
         node = room.nodes.get(node_id)
         if node is None:
@@ -271,11 +296,19 @@ class Hub:
                 self._release(room)
 
     def _release(self, room: Room) -> None:
-        """A room without connections goes, unless its history must outlive them a while."""
+        """A room without connections goes at once, unless its history must outlive
+        them a while."""
         if len(room.history):
-            self.idle_rooms.add(room)
-        elif room.party.rooms.get(room.name) is room:
-            del room.party.rooms[room.name]
+            room.party.idle[room] = None
+        else:
+            self._delete(room)
+
+    def _delete(self, room: Room) -> None:
+        party = room.party
+        party.idle.pop(room, None)
+        room.history.release()
+        if party.rooms.get(room.name) is room:
+            del party.rooms[room.name]
 
     def expire(self, now: float) -> None:
         """Age out histories of rooms nobody is in; forget the rooms whose history is empty,
@@ -285,11 +318,11 @@ class Hub:
             for party in self.parties_by_binding.values():
                 party.connect_limiter.forget_idle(now)
                 party.http_limiter.forget_idle(now)
-        for room in list(self.idle_rooms):
-            room.history.expire(now)
-            if not len(room.history):
-                self.idle_rooms.discard(room)
-                self._release(room)
+        for party in self.parties_by_binding.values():
+            for room in list(party.idle):
+                room.history.expire(now)
+                if not len(room.history):
+                    self._delete(room)
 
     def resume(self, membership: Membership, subscriber: Subscriber, cursor: str) -> Resume:
         """What a connection that says ``since=<cursor>`` missed, by its own patterns."""
@@ -392,6 +425,9 @@ class Hub:
         topic = message.topic
         dirty = self.dirty
         delivered = 0
+        # One subscriber's fault (its outbox, its policy) ends that subscriber
+        # only; the try costs nothing until something raises (Python 3.11+).
+        failed: list[Subscriber] = []
         plain = not excluded and room.party.binding.slow_consumer == "disconnect"
         if plain and used == 1:
             # The common case, kept tight: one encoding, no one to skip, plain outboxes.
@@ -399,25 +435,38 @@ class Hub:
             for node in room.nodes.values():
                 targets = node.index.match(topic)
                 for subscriber in targets:
-                    if subscriber.out.push(frame):
-                        dirty.append(subscriber)
+                    try:
+                        if subscriber.out.push(frame):
+                            dirty.append(subscriber)
+                    except Exception:
+                        failed.append(faults.reported(self.events, "fanout", subscriber))
                 delivered += len(targets)
         elif plain:
             # Several encodings (say cursors for some, MessagePack for others).
             for node in room.nodes.values():
                 targets = node.index.match(topic)
                 for subscriber in targets:
-                    if subscriber.out.push(frames[subscriber.variant]):
-                        dirty.append(subscriber)
+                    try:
+                        if subscriber.out.push(frames[subscriber.variant]):
+                            dirty.append(subscriber)
+                    except Exception:
+                        failed.append(faults.reported(self.events, "fanout", subscriber))
                 delivered += len(targets)
         else:
             for node in room.nodes.values():
                 for subscriber in node.index.match(topic):
                     if excluded and subscriber in excluded:
                         continue
-                    if subscriber.out.push_message(frames[subscriber.variant], topic, seq or 0):
-                        dirty.append(subscriber)
+                    try:
+                        if subscriber.out.push_message(frames[subscriber.variant], topic, seq or 0):
+                            dirty.append(subscriber)
+                    except Exception:
+                        failed.append(faults.reported(self.events, "fanout", subscriber))
                     delivered += 1
+        if failed:
+            delivered -= len(failed)
+            for subscriber in failed:
+                subscriber.fail(now)
         room.traffic.add(size, delivered)
         room.party.traffic.add(size, delivered)
         room.topics.seen(topic, now)

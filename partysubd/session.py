@@ -15,10 +15,7 @@ import math
 import uuid
 from dataclasses import replace
 from enum import Enum, auto
-from http import HTTPStatus
-from typing import cast
 
-import h11
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
@@ -27,15 +24,17 @@ from wsproto.utilities import LocalProtocolError
 
 from .auth import FULL_ACCESS, Grant, verify
 from .config import ServerSettings
-from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter
+from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, close_frame
 from .history import History, parse_cursor
-from .http_plan import AcceptWebSocket, ReadBody, Reply, plan_request, too_large
+from .http1 import CONTINUE, Body, End, Head, Refusal, RequestReader, response
+from .http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
 from .outbox import DropOldestOutbox, LatestOutbox, Outbox
 from .protocol import (
     ErrorCode,
     ProtocolError,
     Publish,
     RefreshToken,
+    Subscribe,
     Variant,
     control_frame,
     error_frame,
@@ -54,7 +53,14 @@ log = logging.getLogger("partysubd.session")
 SERVER_HEADER = b"partysub"
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client fell too far behind
 CLOSE_PING_TIMEOUT = 1011
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_FORBIDDEN = 4003
+# Work one call may do before it returns and lets other connections run (the
+# engine calls ``process`` again while ``backlog`` is set): messages and HTTP
+# events handled, and deliveries their publishes made.
+TURN_MESSAGES = 64
+TURN_DELIVERIES = 32768
 
 
 class Phase(Enum):
@@ -67,18 +73,22 @@ class Session:
 
     __slots__ = (
         "_body",
-        "_body_size",
         "_collecting",
+        "_deliveries",
         "_frames",
-        "_h11",
-        "_head",
         "_held_patterns",
         "_limiter",
+        "_messages",
         "_partial",
         "_partial_binary",
         "_partial_size",
         "_pending_post",
+        "_reader",
+        "_request",
+        "_responded",
+        "_strikes",
         "_ws",
+        "backlog",
         "client_address",
         "close_deadline",
         "country",
@@ -88,6 +98,7 @@ class Session:
         "hub",
         "id",
         "last_seen",
+        "limits",
         "membership",
         "out",
         "peer",
@@ -103,13 +114,16 @@ class Session:
     def __init__(self, hub: Hub, peer: str, now: float) -> None:
         self.hub = hub
         self.settings: ServerSettings = hub.config.server
+        self.limits = self.settings.message_limits
         self.peer = peer
         self.created = self.last_seen = self.request_started = now
         self.out = Outbox(self.settings.max_buffered_bytes)
         self.phase = Phase.HTTP
-        self._h11: h11.Connection | None = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes
+        self._reader: RequestReader | None = RequestReader(
+            self.settings.max_header_bytes, self.settings.max_message_size
         )
+        self._request: Head | None = None  # the request being answered
+        self._responded = False  # its response was queued
         self._ws: WSConnection | None = None
         self._frames: FrameSplitter | None = None
         self.membership: Membership | None = None
@@ -122,8 +136,6 @@ class Session:
         self.ping_sent: float | None = None
         self._pending_post: ReadBody | None = None
         self._body: list[bytes] = []
-        self._body_size = 0
-        self._head = False
         self._collecting = False
         self._partial: list[bytes] = []
         self._partial_binary = False
@@ -133,18 +145,48 @@ class Session:
         self.variant = Variant.JSON
         self.skip_self = False
         self._limiter: PublishLimiter | None = None
+        # Messages refused in a row (rate limits, invalid, forbidden); at the
+        # binding's abuse_strikes the connection is closed.
+        self._strikes = 0
         self.grant = FULL_ACCESS
         self.token_deadline: float | None = None  # when the connection's token expires
+        self.backlog = False  # input is buffered that the last call left for the next
+        self._messages = self._deliveries = 0  # what the current call may still do
 
     # --- what the I/O layer calls -------------------------------------------
 
     def data_received(self, data: bytes, now: float) -> None:
+        """Bytes from the peer: buffered, then handled as far as one turn allows."""
+        if self.finished:
+            return
+        if self.phase is Phase.WEBSOCKET:
+            assert self._frames is not None
+            self._frames.feed(data)
+        else:
+            assert self._reader is not None
+            self._reader.feed(data)
+        self.process(now)
+
+    def process(self, now: float) -> None:
+        """Handle what is buffered, a bounded amount per call: one connection that
+        streams cannot hold the loop. ``backlog`` says whether to call again."""
         self.last_seen = now
         self.ping_sent = None
-        if self.phase is Phase.WEBSOCKET:
-            self._ws_received(data)
-        else:
-            self._http_received(data)
+        self.backlog = False
+        self._messages = TURN_MESSAGES
+        self._deliveries = TURN_DELIVERIES
+        if self.phase is Phase.HTTP:
+            self._http_events()
+        if self.phase is Phase.WEBSOCKET and not self.backlog:
+            self._ws_frames()
+
+    def _spent(self) -> bool:
+        """Whether this call's work is done (then the rest waits for the next one)."""
+        if self._messages <= 0 or self._deliveries <= 0:
+            self.backlog = True
+            return True
+        self._messages -= 1
+        return False
 
     def eof_received(self) -> None:
         """The peer shut its side: nothing more will come, so nothing more to answer."""
@@ -152,19 +194,23 @@ class Session:
 
     def connection_lost(self) -> None:
         """The transport is gone; leave the room so no more frames are queued for it."""
-        if self.membership is not None:
-            log.debug("disconnect %s from %s", self.id, self.room_label())
-            self.hub.leave(self, self.membership, self.last_seen)
-            self.membership = None
         self.finished = True
         self.out.sealed = True
+        if self.membership is not None:
+            membership, self.membership = self.membership, None
+            log.debug("disconnect %s from %s", self.id, self.room_label())
+            self.hub.leave(self, membership, self.last_seen)
 
     def apply_settings(self, settings: ServerSettings) -> None:
         """A reload changed the limits: they hold for this connection from now on."""
         self.settings = settings
+        self.limits = settings.message_limits
         self.out.cap = settings.max_buffered_bytes
         if self._frames is not None:
             self._frames.max_size = settings.max_message_size
+        if self._reader is not None:
+            self._reader.max_head = settings.max_header_bytes
+            self._reader.max_body = settings.max_message_size
 
     def tick(self, now: float) -> None:
         """Timers: handshake deadline, keep-alive pings, dead peers, close handshakes."""
@@ -205,6 +251,23 @@ class Session:
         self._send_last(ws.send(CloseConnection(code, reason)))
         self.hub.events.closes[code] += 1
         self.close_deadline = now + self.settings.close_timeout
+
+    def fail(self, now: float) -> None:
+        """An internal error hit this connection: tell the client (1011 on a WebSocket,
+        500 to a request not yet answered) and end it; nothing more it sends is read.
+
+        Built without the connection's own state, which may be what broke."""
+        if self.finished:
+            return
+        self.out.drop_unsent()
+        if self.phase is Phase.WEBSOCKET:
+            if self.close_deadline is None:
+                self._send_last(close_frame(CLOSE_INTERNAL_ERROR, "internal error"))
+                self.hub.events.closes[CLOSE_INTERNAL_ERROR] += 1
+        elif self._request is not None and not self._responded:
+            self._send_last(response(500, [(b"Connection", b"close")], b"Internal server error\n"))
+            self.hub.events.http_responses[500] += 1
+        self._finish()
 
     def abort(self) -> None:
         """Drop the connection now: nothing more is sent, not even a close frame."""
@@ -254,62 +317,44 @@ class Session:
 
     # --- HTTP ----------------------------------------------------------------
 
-    def _http_received(self, data: bytes) -> None:
-        conn = self._h11
-        if conn is None or self.finished:
-            return
-        conn.receive_data(data)
-        self._http_events(conn)
-
-    def _http_events(self, conn: h11.Connection) -> None:
-        while not self.finished and self.phase is Phase.HTTP:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._respond(Reply(exc.error_status_hint, f"Bad request: {exc}", close=True))
+    def _http_events(self) -> None:
+        reader = self._reader
+        while reader is not None and not self.finished and self.phase is Phase.HTTP:
+            if self._spent():
                 return
-            if event is h11.NEED_DATA:
+            event = reader.next_event()
+            if event is None:
                 return
-            if event is h11.PAUSED:
-                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                    conn.start_next_cycle()
-                    continue
-                return
-            if isinstance(event, h11.Request):
+            if isinstance(event, Head):
                 self._on_request(event)
-            elif isinstance(event, h11.Data):
-                self._on_body(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            elif isinstance(event, Body):
+                if self._pending_post is not None:
+                    self._body.append(event.data)
+            elif isinstance(event, End):
                 self._on_body_end()
-            elif isinstance(event, h11.ConnectionClosed):
-                self._finish()
-                return
+            elif isinstance(event, Refusal):
+                self._respond(Reply(event.status, event.reason, close=True))
 
-    def _on_request(self, request: h11.Request) -> None:
-        self._head = request.method == b"HEAD"
-        plan = plan_request(
-            request.method, request.target, request.headers, self.hub.parties, self.settings
-        )
+    def _on_request(self, head: Head) -> None:
+        self._request = head
+        self._responded = False
+        plan = plan_request(head, self.hub.parties, self.settings, self._wall())
         if isinstance(plan, Reply):
             self._respond(plan)
         elif isinstance(plan, ReadBody):
+            address = plan.client_address or self.client_address
+            # A cheap refusal before the body is read and parsed.
+            wait = plan.route.party.http_limiter.take(address, self.last_seen)
+            if wait:
+                self.hub.events.rate_limited["http"] += 1
+                self._respond(_too_many(wait, "publishes from this address", plan.cors, True))
+                return
             self._pending_post = plan
             self._body = []
-            self._body_size = 0
+            if head.expect_continue:
+                self._send(CONTINUE)
         else:
             self._upgrade(plan)
-
-    def _on_body(self, data: bytes) -> None:
-        post = self._pending_post
-        if post is None:
-            return
-        self._body_size += len(data)
-        if self._body_size > post.limit:
-            self._pending_post = None
-            self._body = []
-            self._respond(too_large(post.limit))
-            return
-        self._body.append(data)
 
     def _on_body_end(self) -> None:
         post = self._pending_post
@@ -318,24 +363,16 @@ class Session:
         self._pending_post = None
         body = b"".join(self._body)
         self._body = []
-        message = parse_http_publish(body)
-        if isinstance(message, str):
-            self._respond(Reply(400, f"Invalid request: {message}", post.cors))
+        message = parse_http_publish(body, post.content_type, self.limits)
+        if isinstance(message, ProtocolError):
+            status = 413 if message.code is ErrorCode.TOO_LARGE else 400
+            self.hub.events.error_frames[message.code.value] += 1
+            self._respond(Reply(status, f"Invalid request: {message.message}", post.cors))
             return
         found = post.route
-        if len(message.topic) > self.settings.max_topic_length:
-            reason = f"topic longer than {self.settings.max_topic_length} characters"
-            self._respond(Reply(400, f"Invalid request: {reason}", post.cors))
-            return
         if not post.grant.may_publish(message.topic):
             reason = f"Forbidden: the token does not allow publishing to {message.topic!r}"
             self._respond(Reply(403, reason, post.cors))
-            return
-        address = post.client_address or self.client_address
-        wait = found.party.http_limiter.take(address, self.last_seen)
-        if wait:
-            self.hub.events.rate_limited["http"] += 1
-            self._respond(_too_many(wait, "publishes from this address", post.cors))
             return
         if post.idem is not None:
             message = replace(message, idem=post.idem)
@@ -348,6 +385,7 @@ class Session:
             delivered = self.hub.publish(
                 room, message, post.skip, self.last_seen, skip_publisher=True
             )
+            self._deliveries -= delivered or 0
         else:
             # Nobody here to deliver to; other daemons of a cluster, or a
             # viewer of the room's tail, may still want it.
@@ -369,41 +407,37 @@ class Session:
         self._respond(Reply(200, "OK", headers))
 
     def _respond(self, reply: Reply) -> None:
-        conn = self._h11
-        assert conn is not None
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        """Queue the answer to the current request (closing after it when it says so)."""
+        request = self._request
+        if self._responded:
             self._finish()
             return
-        body = reply.text.encode() if reply.status != 204 else b""
-        # A HEAD answer has the headers of the body it does not carry.
-        send_body = body and not self._head
+        close = reply.close or request is None or not request.keep_alive
         headers = [
             (b"Server", SERVER_HEADER),
             (b"Content-Type", b"text/plain; charset=utf-8"),
-            (b"Content-Length", str(len(body)).encode()),
             *reply.headers,
         ]
-        if reply.close:
+        if close:
             headers.append((b"Connection", b"close"))
-        try:
-            phrase = HTTPStatus(reply.status).phrase.encode()
-            data = conn.send(h11.Response(status_code=reply.status, headers=headers, reason=phrase))
-            data += conn.send(h11.Data(data=body)) if send_body else b""
-            data += conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            self._finish()
-            return
-        self._send(data)
+        body = reply.text.encode() if reply.status != 204 else b""
+        head_only = request is not None and request.method == b"HEAD"
+        self._send(response(reply.status, headers, body, head_only=head_only))
+        self._responded = True
         self.hub.events.http_responses[reply.status] += 1
         self.request_started = self.last_seen
-        if reply.close or cast(object, conn.our_state) is h11.MUST_CLOSE:
+        if close:
             self._finish()
+
+    def _wall(self) -> float:
+        """Wall-clock time now (token expiry), from the hub's offset to ``last_seen``."""
+        return self.last_seen + self.hub.wall_offset
 
     # --- WebSocket -------------------------------------------------------------
 
     def _upgrade(self, plan: AcceptWebSocket) -> None:
-        conn = self._h11
-        assert conn is not None
+        reader = self._reader
+        assert reader is not None
         party = plan.route.party
         if plan.client_address:
             self.client_address = plan.client_address
@@ -412,25 +446,18 @@ class Session:
             self.hub.events.rate_limited["connect"] += 1
             self._respond(_too_many(wait, "new connections from this address"))
             return
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            event = None
-        if event is not h11.PAUSED and not isinstance(event, h11.EndOfMessage):
-            self._respond(Reply(400, "Bad request: a WebSocket upgrade has no body", close=True))
-            return
-        response = h11.InformationalResponse(
-            status_code=101,
-            headers=[
-                (b"Upgrade", b"websocket"),
-                (b"Connection", b"Upgrade"),
-                (b"Sec-WebSocket-Accept", plan.accept_token),
-                (b"Server", SERVER_HEADER),
-            ],
-        )
-        self._send(conn.send(response))
-        trailing, _ = conn.trailing_data
-        self._h11 = None
+        accept = [
+            (b"Upgrade", b"websocket"),
+            (b"Connection", b"Upgrade"),
+            (b"Sec-WebSocket-Accept", plan.accept_token),
+            (b"Server", SERVER_HEADER),
+        ]
+        self._send(response(101, accept))
+        self._responded = True
+        self.hub.events.http_responses[101] += 1
+        reader.next_event()  # the End of a request without a body
+        trailing = reader.rest()
+        self._reader = None
         self.phase = Phase.WEBSOCKET
         self._ws = WSConnection(ConnectionType.SERVER)
         self._frames = FrameSplitter(self.settings.max_message_size)
@@ -469,15 +496,17 @@ class Session:
             ",".join(patterns) or "-",
         )
         if trailing:
-            self._ws_received(bytes(trailing))
+            self._frames.feed(trailing)
 
-    def _ws_received(self, data: bytes) -> None:
+    def _ws_frames(self) -> None:
         frames = self._frames
         assert frames is not None
-        frames.feed(data)
         while not self.finished:
+            if self._spent():
+                return
             frame = frames.next()
             if frame is None:
+                self._messages += 1  # nothing was handled
                 return
             kind, payload = frame
             if kind == FrameSplitter.RAW:
@@ -503,7 +532,10 @@ class Session:
             if isinstance(event, TextMessage | BytesMessage):
                 self._collect(event.data, event.message_finished)
             elif isinstance(event, Ping):
-                self._send(ws.send(event.response()))
+                # A ping costs like a message, and once a close is under way
+                # there is nothing more to answer.
+                if self._admit(len(frame), tell=False) and ws.state is ConnectionState.OPEN:
+                    self._send(ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self._on_close(ws, event)
                 return
@@ -527,13 +559,6 @@ class Session:
             f"message too big: the limit is {limit} bytes",
             self.last_seen,
         )
-
-    def _refuse_binary(self) -> None:
-        error = ProtocolError(
-            ErrorCode.BINARY_NOT_SUPPORTED,
-            "binary frames are not supported on this connection; send JSON text frames",
-        )
-        self._send_error(error)
 
     def _send_error(self, error: ProtocolError) -> None:
         self.hub.events.error_frames[error.code.value] += 1
@@ -564,38 +589,40 @@ class Session:
         self._on_message(payload, binary=self._partial_binary)
 
     def _on_message(self, payload: bytes, *, binary: bool) -> None:
-        """One whole client message: JSON text, or MessagePack on a msgpack connection."""
+        """One whole client message: JSON text, or MessagePack on a msgpack connection.
+
+        Cheap refusals come first: the rate limit before any parsing, then the
+        format; every refusal is a strike (``_refused``)."""
         membership = self.membership
         if self.close_deadline is not None or membership is None:
             return
-        if binary and not self.variant.msgpack:
-            self._refuse_binary()
+        if not self._admit(len(payload)):
             return
-        message = parse_msgpack_message(payload) if binary else parse_client_message(payload)
-        if isinstance(message, Publish):
-            if len(message.topic) > self.settings.max_topic_length:
-                self._send_error(
-                    ProtocolError(
-                        ErrorCode.BAD_TOPIC,
-                        f"topic longer than {self.settings.max_topic_length} characters",
-                    )
+        if binary and not self.variant.msgpack:
+            self._refused(
+                ProtocolError(
+                    ErrorCode.BINARY_NOT_SUPPORTED,
+                    "binary frames are not supported on this connection; send JSON text frames",
                 )
-                return
+            )
+            return
+        message = (
+            parse_msgpack_message(payload, self.limits)
+            if binary
+            else parse_client_message(payload, self.limits)
+        )
+        if isinstance(message, Publish):
             if not self.grant.may_publish(message.topic):
-                self._send_error(
+                self._refused(
                     ProtocolError(
                         ErrorCode.FORBIDDEN,
                         f"the token does not allow publishing to {message.topic!r}",
                     )
                 )
                 return
-            limiter = self._limiter
-            if limiter is not None:
-                wait = limiter.take(len(payload), self.last_seen)
-                if wait:
-                    self._rate_limited(wait, limiter.strikes)
-                    return
-            self.hub.publish(membership.room, message, self.id, self.last_seen)
+            self._strikes = 0
+            delivered = self.hub.publish(membership.room, message, self.id, self.last_seen)
+            self._deliveries -= delivered or 0
         elif isinstance(message, ProtocolError):
             if message.code is ErrorCode.BAD_JSON and not _is_utf8(payload):
                 self.close(
@@ -604,14 +631,52 @@ class Session:
                     self.last_seen,
                 )
                 return
-            self._send_error(message)
+            self._refused(message)
         elif isinstance(message, RefreshToken):
             self._refresh(message.token, membership)
-        elif self._held_patterns is not None:
+        else:
+            self._subscribe(message, membership)
+
+    def _subscribe(self, message: Subscribe, membership: Membership) -> None:
+        self._strikes = 0
+        if self._held_patterns is not None:
             # Waiting for Redis to answer a resume: the new patterns apply then.
             self._held_patterns = self._allowed(message.patterns)
         else:
             membership.node.index.set_patterns(self, self._allowed(message.patterns))
+
+    def _admit(self, size: int, *, tell: bool = True) -> bool:
+        """Whether the rate limits let one more message of ``size`` bytes in."""
+        limiter = self._limiter
+        if limiter is None:
+            return True
+        wait = limiter.take(size, self.last_seen)
+        if not wait:
+            return True
+        self.hub.events.rate_limited["publish"] += 1
+        error = ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"sending too fast: not handled; retry in {wait:.3f}s",
+            retry_after=wait,
+        )
+        self._refused(error, tell=tell)
+        return False
+
+    def _refused(self, error: ProtocolError, *, tell: bool = True) -> None:
+        """A message not acted on: the sender is told, and a strike counts; at the
+        binding's ``abuse_strikes`` in a row the connection is closed (1008)."""
+        self._strikes += 1
+        limits = self.membership.room.party.binding.limits if self.membership else None
+        if limits is not None and self._strikes >= limits.abuse_strikes:
+            why = (
+                f"rate limit exceeded {self._strikes} times in a row"
+                if error.code is ErrorCode.RATE_LIMITED
+                else f"{self._strikes} messages in a row refused (last: {error.code.value})"
+            )
+            self.close(CloseReason.POLICY_VIOLATION, why, self.last_seen)
+            return
+        if tell:
+            self._send_error(error)
 
     def _allowed(self, patterns: tuple[str, ...]) -> tuple[str, ...]:
         """The patterns the limits and the token allow; an error frame names the others."""
@@ -637,48 +702,51 @@ class Session:
         return patterns
 
     def _current_patterns(self) -> tuple[str, ...]:
+        if self._held_patterns is not None:
+            return self._held_patterns
         if self.membership is None:
             return ()
         return self.membership.node.index.patterns(self)
 
     def _refresh(self, token: str, membership: Membership) -> None:
-        """A fresh token replaces the current one (and its expiry) if it is valid here."""
+        """A fresh token replaces the current one (and its expiry) if it is valid here.
+
+        The new grant is the connection's whole authority from now on: a token
+        that does not allow the room ends the connection (4003), and installed
+        patterns it does not allow are removed, with an error frame naming them."""
         auth = membership.room.party.binding.auth
         if not auth.required:
             return
-        grant = verify(token, auth)
+        grant = verify(token, auth, self._wall())
         if isinstance(grant, str):
-            self._send_error(ProtocolError(ErrorCode.UNAUTHORIZED, grant))
+            self._refused(ProtocolError(ErrorCode.UNAUTHORIZED, grant))
             return
         if not grant.may_enter(membership.room.name):
-            self._send_error(
-                ProtocolError(ErrorCode.FORBIDDEN, "the new token does not allow this room")
-            )
+            self.close(CLOSE_FORBIDDEN, "the new token does not allow this room", self.last_seen)
             return
+        self._strikes = 0
         self._set_grant(grant)
+        current = self._current_patterns()
+        kept = tuple(p for p in current if grant.may_subscribe(p))
+        if kept == current:
+            return
+        removed = [p for p in current if p not in kept]
+        self._send_error(
+            ProtocolError(
+                ErrorCode.FORBIDDEN,
+                "the new token does not allow "
+                f"{', '.join(map(repr, removed))}: unsubscribed from them",
+            )
+        )
+        if self._held_patterns is not None:
+            self._held_patterns = kept
+        else:
+            membership.node.index.set_patterns(self, kept)
 
     def _set_grant(self, grant: Grant) -> None:
         self.grant = grant
-        if grant.expires_in is not None:
-            self.token_deadline = self.last_seen + grant.expires_in
-
-    def _rate_limited(self, wait: float, strikes: int) -> None:
-        self.hub.events.rate_limited["publish"] += 1
-        assert self.membership is not None
-        limits = self.membership.room.party.binding.limits
-        if strikes >= limits.abuse_strikes:
-            self.close(
-                CloseReason.POLICY_VIOLATION,
-                f"rate limit exceeded {strikes} times in a row",
-                self.last_seen,
-            )
-            return
-        self._send_error(
-            ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"publishing too fast: not published; retry in {wait:.3f}s",
-                retry_after=wait,
-            )
+        self.token_deadline = (
+            self.last_seen + grant.expires_in if grant.expires_in is not None else None
         )
 
     def _use_policy(self, policy: str, history: History) -> None:
@@ -741,21 +809,30 @@ class Session:
     def _replay(
         self, recovered: bool, epoch: str, entries: list[tuple[int, Publish, str | None]]
     ) -> None:
+        """``__resume``, then the missed messages; the history's byte bounds bound the
+        work, and it stops as soon as the outbox overflows (the connection is
+        closing as a slow consumer then: more would be thrown away)."""
         kept = [e for e in entries if not (self.skip_self and e[2] == self.id)]
         body = {"recovered": recovered, "replayed": len(kept)}
         self._send(control_frame("__resume", body, self.variant.msgpack))
+        out = self.out
         for seq, message, _ in kept:
+            if out.overflowed:
+                break
             frame = message_frame(message, f"{epoch}:{seq}", self.variant)
-            if self.out.push_message(frame, message.topic, seq):
+            if out.push_message(frame, message.topic, seq):
                 self.hub.dirty.append(self)
 
 
-def _too_many(wait: float, what: str, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+def _too_many(
+    wait: float, what: str, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False
+) -> Reply:
     seconds = max(1, math.ceil(wait))
     return Reply(
         429,
         f"Too many requests: too many {what}; retry in {seconds}s",
         [*(headers or []), (b"Retry-After", str(seconds).encode())],
+        close=close,
     )
 
 

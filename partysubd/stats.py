@@ -119,3 +119,7 @@ class Events:
     http_responses: Counter[int] = field(default_factory=Counter)  # by status
     rate_limited: Counter[str] = field(default_factory=Counter)  # publish, connect, http
     slow_consumers: int = 0
+    # Exceptions contained (faults.py), by where: session, fanout, flush, ...
+    internal_errors: Counter[str] = field(default_factory=Counter)
+    # Connections refused because their room could not be opened (max_rooms).
+    rooms_refused: int = 0

@@ -27,6 +27,11 @@ def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
     for daemon in started:
         if daemon.alive():
             daemon.stop()
+    # A harness-level check: a daemon's traceback fails whichever test it happened in.
+    trouble = [line for daemon in started for line in daemon.unexpected_trouble()]
+    assert not trouble, "the daemon logged trouble the test did not expect:\n" + "\n".join(
+        trouble[:5]
+    )
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from partysubd.outbox import Outbox
-from partysubd.protocol import Variant
+from partysubd.protocol import MessageLimits, Publish, Variant, make_publish
 
 
 class Conn:
@@ -15,7 +17,26 @@ class Conn:
         self.created = 0.0
         self.variant = variant
         self.skip_self = skip_self
+        self.closed: tuple[int, str] | None = None
+
+    def close(self, code: int, reason: str, now: float) -> None:
+        self.closed = (code, reason)
+
+    def abort(self) -> None:
+        self.closed = (0, "aborted")
+
+    def fail(self, now: float) -> None:
+        self.closed = (1011, "internal error")
 
     def frames(self) -> list[bytes]:
         chunks, self.out.chunks, self.out.size = self.out.chunks, [], 0
         return chunks
+
+
+def message(
+    topic: str, data: Any = None, has_data: bool = True, idem: str | None = None
+) -> Publish:
+    """A message through the door, as a client's would be (the default limits)."""
+    made = make_publish(topic, data, MessageLimits(), has_data=has_data, idem=idem)
+    assert isinstance(made, Publish), made
+    return made

@@ -26,6 +26,9 @@ from typing import Any
 
 TESTS = Path(__file__).parent
 JS = TESTS / "js"
+# What a daemon's log holds only when something went wrong inside it: a
+# traceback, a fault the daemon contained, an exception Python could not raise.
+TROUBLE = re.compile(r"Traceback \(most recent call last\)|internal error in |Exception ignored in")
 
 
 class Daemon:
@@ -55,6 +58,9 @@ class Daemon:
             cwd=TESTS.parent,
         )
         self.lines: list[str] = []
+        # Log lines matching TROUBLE that the test expects (patterns); any other
+        # fails the test when the daemon is stopped (conftest's start_daemon).
+        self.expected_trouble: list[str] = []
         self._eof = False
         self._seen = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -97,15 +103,32 @@ class Daemon:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def expect_trouble(self, pattern: str) -> None:
+        """This test provokes log lines with tracebacks matching ``pattern``."""
+        self.expected_trouble.append(pattern)
+
+    def unexpected_trouble(self) -> list[str]:
+        """Log lines with a traceback or a contained fault that the test did not expect."""
+        with self._seen:
+            lines = list(self.lines)
+        return [
+            line
+            for line in lines
+            if TROUBLE.search(line) and not any(re.search(p, line) for p in self.expected_trouble)
+        ]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise
+        with self._seen:  # the log's last lines, read to its end
+            self._seen.wait_for(lambda: self._eof, timeout=5)
+        return code
 
     def post(
         self,

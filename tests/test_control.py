@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from fakes import message
 from partysubd.admin import AdminApp, AdminState
 from partysubd.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.inspect import Clock, connections_view, find_room, room_view, rooms_view
 from partysubd.outbox import Outbox
-from partysubd.protocol import Publish, Variant
+from partysubd.protocol import Variant
 from partysubd.reload import plan_reload
 from partysubd.rooms import Hub
 from partysubd.stats import LatencyHistogram, RecentTopics
@@ -38,8 +39,8 @@ def test_publish_counts_traffic_topics_and_latency() -> None:
     a, b = FakeConn("a", "US"), FakeConn("b")
     room = hub.join(party, "lobby", a, "US", ["*"]).room
     hub.join(party, "lobby", b, None, ["chat:*"])
-    assert hub.publish(room, Publish("chat:1", 1), None, now=20.0) == 2
-    assert hub.publish(room, Publish("news", 22), None, now=21.0) == 1
+    assert hub.publish(room, message("chat:1", 1), None, now=20.0) == 2
+    assert hub.publish(room, message("news", 22), None, now=21.0) == 1
     assert (room.traffic.messages_in, room.traffic.messages_out) == (2, 3)
     # {"topic":"chat:1","data":1} and {"topic":"news","data":22}, each with a 2-byte header
     assert (room.traffic.bytes_in, room.traffic.bytes_out) == (29 + 28, 2 * 29 + 28)
@@ -54,7 +55,7 @@ def test_views() -> None:
     party = hub.parties["pubsub"]
     a = FakeConn("a", "US")
     room = hub.join(party, "lobby", a, "US", ["chat:*", "x"]).room
-    hub.publish(room, Publish("x", 1), None, now=11.0)
+    hub.publish(room, message("x", 1), None, now=11.0)
     clock = Clock(monotonic=12.0, wall=1000.0)
     listing = rooms_view(hub)
     assert listing["totals"] == {
@@ -200,13 +201,43 @@ def test_tail_refusals() -> None:
     state = AdminState(
         hub=make_hub(), version="1", started=0.0, clock=lambda: Clock(5.0, 100.0), token="t0k"
     )
+    state.port = 2000
     app = AdminApp(state)
     auth = {b"authorization": b"Bearer t0k", b"host": b"127.0.0.1:2000"}
     assert app._tail_refusal("/tail/pubsub/r", auth) is None
     assert refused(app, "/tail/pubsub/r", {b"host": b"127.0.0.1:2000"}) == 401
     evil = {**auth, b"origin": b"https://evil.example"}
     assert refused(app, "/tail/pubsub/r", evil) == 403
-    same = {**auth, b"origin": b"http://127.0.0.1:2000"}
-    assert app._tail_refusal("/tail/pubsub/r", same) is None
+    # DNS rebinding: Origin and Host both name the attacker's host, which resolves here.
+    rebound = {**auth, b"host": b"evil.example:2000", b"origin": b"http://evil.example:2000"}
+    assert refused(app, "/tail/pubsub/r", rebound) == 403
+    other_port = {**auth, b"origin": b"http://127.0.0.1:9999"}
+    assert refused(app, "/tail/pubsub/r", other_port) == 403
+    for own in (b"http://127.0.0.1:2000", b"http://localhost:2000", b"http://[::1]:2000"):
+        assert app._tail_refusal("/tail/pubsub/r", {**auth, b"origin": own}) is None, own
+    state.allowed_origins = ("https://ops.example",)
+    configured = {**auth, b"origin": b"https://ops.example"}
+    assert app._tail_refusal("/tail/pubsub/r", configured) is None
     assert refused(app, "/tail/nope/r", auth) == 404
     assert refused(app, "/tail/pubsub", auth) == 404
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        (b"127.0.0.1:2000", True),
+        (b"localhost:2000", True),
+        (b"[::1]:2000", True),
+        (b"10.1.2.3:2000", True),
+        (b"LOCALHOST", True),
+        (b"evil.example:2000", False),
+        (b"localhost.evil.example", False),
+        (b"ops.example:2000", True),
+    ],
+)
+def test_the_control_plane_answers_only_to_its_own_host_names(host: bytes, allowed: bool) -> None:
+    state = AdminState(hub=make_hub(), version="1", started=0.0, clock=lambda: Clock(5.0, 100.0))
+    state.port = 2000
+    state.allowed_hosts = ("ops.example",)
+    status = AdminApp(state).handle("GET", "/health", {b"host": host})[0]
+    assert status == (200 if allowed else 403)

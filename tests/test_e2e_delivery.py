@@ -65,7 +65,9 @@ def stop_clients() -> Iterator[list[Clients]]:
 def test_resume_across_forced_disconnects_loses_and_repeats_nothing(
     start_daemon: Any, stop_clients: list[Clients]
 ) -> None:
-    daemon, clients = start(start_daemon, history_messages=20000, history_seconds=300)
+    daemon, clients = start(
+        start_daemon, history_messages=20000, history_seconds=300, history_bytes=2**23
+    )
     stop_clients.append(clients)
     clients.connect("reader", room="r", resume=True, retries=1000)
     clients.connect("pub", room="r", query={"topics": ""})

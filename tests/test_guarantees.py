@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn
+from fakes import Conn, message
 from partysubd import protocol
 from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
 from partysubd.history import History, parse_cursor
 from partysubd.outbox import DropOldestOutbox, LatestOutbox, Outbox
 from partysubd.protocol import (
     ErrorCode,
+    MessageLimits,
     ProtocolError,
     Publish,
     Subscribe,
@@ -47,7 +48,7 @@ def test_since_returns_exactly_what_followed_or_says_it_cannot(
 ) -> None:
     history = History(max_messages, max_age=1e9, epoch="e")
     for i in range(published):
-        history.append(Publish("t", i), None, now=float(i))
+        history.append(message("t", i), None, now=float(i))
     resume = history.since(f"e:{since}", everything)
     kept_from = max(1, published - max_messages + 1)
     if since > published:
@@ -64,7 +65,7 @@ def test_since_returns_exactly_what_followed_or_says_it_cannot(
 @given(st.text(max_size=12))
 def test_foreign_or_malformed_cursors_never_recover(cursor: str) -> None:
     history = History(10, 60.0, epoch="mine")
-    history.append(Publish("t", 1), None, 0.0)
+    history.append(message("t", 1), None, 0.0)
     resume = history.since(cursor, everything)
     if cursor not in ("mine:0", "mine:1"):
         assert not resume.recovered
@@ -72,9 +73,9 @@ def test_foreign_or_malformed_cursors_never_recover(cursor: str) -> None:
 
 def test_history_ages_out_and_forgets_idempotency_keys() -> None:
     history = History(100, max_age=10.0, epoch="e")
-    history.append(Publish("t", 1, idem="k"), None, now=0.0)
+    history.append(message("t", 1, idem="k"), None, now=0.0)
     assert history.is_repeat("k")
-    history.append(Publish("t", 2), None, now=5.0)
+    history.append(message("t", 2), None, now=5.0)
     history.expire(now=10.5)
     assert len(history) == 1 and not history.is_repeat("k")
     assert not history.since("e:0", everything).recovered
@@ -83,16 +84,18 @@ def test_history_ages_out_and_forgets_idempotency_keys() -> None:
 
 def test_without_history_messages_are_numbered_but_not_kept() -> None:
     history = History(0, 300.0)
-    assert [history.append(Publish("t", i), None, 0.0) for i in range(3)] == [1, 2, 3]
+    assert [history.append(message("t", i), None, 0.0) for i in range(3)] == [1, 2, 3]
     assert len(history) == 0 and not history.enabled
     assert not history.is_repeat(None)
 
 
 def test_parse_cursor() -> None:
     assert parse_cursor("ab12:7") == ("ab12", 7)
-    assert parse_cursor("a:b:7") == ("a:b", 7)
-    for bad in ("", "7", ":7", "e:", "e:-1", "e:x"):
+    assert parse_cursor("e:9223372036854775807") == ("e", 2**63 - 1)
+    for bad in ("", "7", ":7", "e:", "e:-1", "e:x", "a:b:7", "e:²", "e:٣", "e:+1", "e: 1"):
         assert parse_cursor(bad) is None
+    assert parse_cursor("e:9223372036854775808") is None
+    assert parse_cursor("e:" + "1" * 5000) is None
 
 
 # --- queue policies ------------------------------------------------------------------
@@ -169,12 +172,12 @@ def test_token_bucket_refills_at_its_rate() -> None:
     assert bucket.take(1, 0.5) == 0
 
 
-def test_publish_limiter_counts_strikes_and_bytes() -> None:
+def test_publish_limiter_counts_messages_and_bytes() -> None:
     limiter = PublishLimiter(rate=1, burst=1, bytes_rate=100, bytes_burst=100, now=0.0)
     assert limiter.take(50, 0.0) == 0
-    assert limiter.take(10, 0.0) > 0 and limiter.strikes == 1
-    assert limiter.take(10, 0.1) > 0 and limiter.strikes == 2
-    assert limiter.take(10, 1.1) == 0 and limiter.strikes == 0
+    assert limiter.take(10, 0.0) > 0
+    assert limiter.take(10, 0.1) > 0
+    assert limiter.take(10, 1.1) == 0
     assert limiter.take(500, 5.0) == 0, "bigger than the byte burst: goes when full"
     assert limiter.take(10, 6.0) > 0, "and leaves a debt"
 
@@ -192,25 +195,37 @@ def test_address_limiter_forgets_idle_addresses() -> None:
 
 
 def test_msgpack_messages() -> None:
-    assert parse_msgpack_message(msgpack.packb({"topic": "t", "data": b"\x00"})) == Publish(
+    limits = MessageLimits()
+    assert parse_msgpack_message(msgpack.packb({"topic": "t", "data": b"\x00"}), limits) == message(
         "t", b"\x00"
     )
-    assert parse_msgpack_message(msgpack.packb({"__topics": ["a"]})) == Subscribe(("a",))
+    assert parse_msgpack_message(msgpack.packb({"__topics": ["a"]}), limits) == Subscribe(("a",))
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    timestamp96 = b"\xc7\x0c\xff" + (0).to_bytes(4, "big") + (2**62).to_bytes(8, "big")
     for bad, code in [
         (b"\xc1", ErrorCode.BAD_MSGPACK),
         (msgpack.packb([1]), ErrorCode.BAD_MESSAGE),
         (msgpack.packb({"topic": 1}), ErrorCode.BAD_TOPIC),
         (msgpack.packb(msgpack.ExtType(5, b"x")), ErrorCode.BAD_MSGPACK),
+        (msgpack.packb({"topic": "t", "data": float("nan")}), ErrorCode.BAD_VALUE),
+        (msgpack.packb({"topic": "t", "data": float("-inf")}), ErrorCode.BAD_VALUE),
+        (msgpack.packb({"topic": "t", "data": {b"k": 1}}), ErrorCode.BAD_VALUE),
+        (msgpack.packb({"topic": "t", "data": deep}), ErrorCode.BAD_VALUE),
+        (b"\x82\xa5topic\xa1t\xa4data" + timestamp96, ErrorCode.BAD_VALUE),
+        (b"\x82\xa5topic\xa1t\xa4data\xa3\xed\xa0\x80", ErrorCode.BAD_MSGPACK),  # surrogate
+        (b"\x91" * 5000 + b"\x01", ErrorCode.BAD_MSGPACK),
     ]:
-        result = parse_msgpack_message(bad)
-        assert isinstance(result, ProtocolError) and result.code is code
+        result = parse_msgpack_message(bad, limits)
+        assert isinstance(result, ProtocolError) and result.code is code, (bad[:20], result)
 
 
 def test_bytes_reach_json_subscribers_marked_base64() -> None:
     assert dumps({"data": b"\x00\xff"}) == b'{"data":{"__bytes":"AP8="}}'
-    frame = message_frame(Publish("t", {"k": b"hi"}), "e:1", Variant.JSON_IDS)
+    frame = message_frame(message("t", {"k": b"hi"}), "e:1", Variant.JSON_IDS)
     assert frame[2:] == b'{"topic":"t","data":{"k":{"__bytes":"aGk="}},"id":"e:1"}'
-    packed = message_frame(Publish("t", b"hi"), "e:1", Variant.MSGPACK)
+    packed = message_frame(message("t", b"hi"), "e:1", Variant.MSGPACK)
     assert packed[0] == 0x82
     assert msgpack.unpackb(packed[2:]) == {"topic": "t", "data": b"hi"}
 
@@ -238,7 +253,7 @@ def test_each_variant_in_use_is_encoded_once(monkeypatch: pytest.MonkeyPatch) ->
     for conn in conns:
         room = hub.join(party, "r", conn, None, ["*"]).room
     assert room is not None
-    assert hub.publish(room, Publish("t", 1), None, 1.0) == 10
+    assert hub.publish(room, message("t", 1), None, 1.0) == 10
     assert sorted(calls) == [Variant.JSON, Variant.MSGPACK_IDS]
     assert len({id(c.out.chunks[0]) for c in conns}) == 2, "one bytes object per variant"
 
@@ -252,10 +267,10 @@ def test_skip_self_leaves_out_every_socket_of_the_publisher() -> None:
     for conn in (tab1, tab2, echo, other):
         room = hub.join(party, "r", conn, None, ["*"]).room
     assert room is not None
-    assert hub.publish(room, Publish("t", 1), "u", 1.0) == 2
+    assert hub.publish(room, message("t", 1), "u", 1.0) == 2
     assert tab1.frames() == [] and tab2.frames() == [] and len(other.frames()) == 1
-    assert hub.publish(room, Publish("t", 2), "v", 1.0) == 4, "v did not ask to skip itself"
-    assert hub.publish(room, Publish("t", 3), "w", 1.0, skip_publisher=True) == 3
+    assert hub.publish(room, message("t", 2), "v", 1.0) == 4, "v did not ask to skip itself"
+    assert hub.publish(room, message("t", 3), "w", 1.0, skip_publisher=True) == 3
 
 
 def test_autoscaling_grows_and_shrinks_per_location() -> None:
@@ -292,7 +307,7 @@ def test_history_keeps_an_empty_room_until_it_expires() -> None:
     party = hub.parties["pubsub"]
     conn = Conn("a")
     membership = hub.join(party, "r", conn, None, ["*"])
-    hub.publish(membership.room, Publish("t", 1), None, 1.0)
+    hub.publish(membership.room, message("t", 1), None, 1.0)
     hub.leave(conn, membership, 2.0)
     assert "r" in party.rooms, "kept for a client that comes back"
     hub.expire(3.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from partysubd.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.http1 import Head
 from partysubd.http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
 from partysubd.rooms import Hub
 
@@ -32,8 +33,11 @@ def hub() -> Hub:
     return Hub(parse_config(CONFIG, "t"))
 
 
-def plan(hub: Hub, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> object:
-    return plan_request(method, target, headers, hub.parties, hub.config.server)
+def plan(
+    hub: Hub, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: int = 0
+) -> object:
+    head = Head(method, target, headers, content_length=body)
+    return plan_request(head, hub.parties, hub.config.server, wall=0.0)
 
 
 def test_upgrade_is_accepted_with_the_rfc_token(hub: Hub) -> None:
@@ -71,17 +75,38 @@ def test_post_from_another_origin_is_forbidden(hub: Hub) -> None:
     assert result == Reply(403, "Forbidden: origin https://evil.example is not allowed", close=True)
 
 
-def test_declared_body_over_the_limit(hub: Hub) -> None:
-    result = plan(hub, b"POST", b"/parties/pubsub/r", [(b"content-length", b"101")])
-    assert isinstance(result, Reply) and result.status == 413
-
-
-def test_headers_over_the_limit(hub: Hub) -> None:
-    result = plan(hub, b"GET", b"/parties/pubsub/r", [(b"x-big", b"a" * 400)])
-    assert isinstance(result, Reply) and result.status == 431
-
-
 def test_unknown_route_with_a_body_closes(hub: Hub) -> None:
-    result = plan(hub, b"POST", b"/elsewhere", [(b"content-length", b"5")])
+    result = plan(hub, b"POST", b"/elsewhere", [], body=5)
     assert result == Reply(404, "Not found", close=True)
     assert plan(hub, b"GET", b"/elsewhere", []) == Reply(404, "Not found", close=False)
+
+
+def test_an_upgrade_with_a_body_is_refused(hub: Hub) -> None:
+    result = plan(hub, b"GET", b"/parties/pubsub/r", UPGRADE, body=3)
+    assert isinstance(result, Reply) and result.status == 400 and result.close
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (b"/parties/pubsub/r?since=%C2%B2:1", "since must be a cursor"),  # "²"
+        (b"/parties/pubsub/r?since=e:%D9%A3", "since must be a cursor"),  # Arabic-Indic 3
+        (b"/parties/pubsub/r?since=e:" + b"9" * 30, "since must be a cursor"),
+        (b"/parties/pubsub/r?since=e:99999999999999999999", "since must be a cursor"),
+        (b"/parties/pubsub/r?_pk=" + b"x" * 300, "_pk longer than"),
+        (b"/parties/pubsub/r?topics=%ZZ", "invalid percent escape"),
+        (b"/parties/pubsub/r?topics=%FF", "invalid percent escape"),
+        (b"/parties/pubsub/%zz", "invalid percent escape"),
+        (b"/parties/pubsub/" + b"r" * 300, "room name longer"),
+        (b"/parties/pubsub/r?format=%00", "format must be"),
+    ],
+)
+def test_query_values_are_checked_at_the_door(hub: Hub, target: bytes, reason: str) -> None:
+    result = plan(hub, b"GET", target, UPGRADE)
+    assert isinstance(result, Reply) and result.status == 400, result
+    assert reason in result.text
+
+
+def test_a_good_cursor_is_taken(hub: Hub) -> None:
+    result = plan(hub, b"GET", b"/parties/pubsub/r?since=0a1b2c3d:12", UPGRADE)
+    assert isinstance(result, AcceptWebSocket) and result.options.since == "0a1b2c3d:12"

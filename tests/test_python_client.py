@@ -65,6 +65,9 @@ def test_reconnects_and_resumes_without_loss(start_daemon: Any) -> None:
             for n in range(300):
                 await partysub.publish(url(daemon), "r", "t", n)
                 if n in (100, 200):
+                    # Cut the connection of the moment: the first, then the one it made.
+                    while sub.connections < (1 if n == 100 else 2) or sub._ws is None:
+                        await trio.sleep(0.01)
                     await trio.to_thread.run_sync(cut, n == 200)
             async for message in sub:
                 received.append(message.data)

@@ -10,14 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn
+from fakes import Conn, message
 from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
 from partysubd.members import Member, cluster_room_view, cluster_view, decode_member, local_rooms
-from partysubd.protocol import Publish
+from partysubd.protocol import MessageLimits, Publish
 from partysubd.relay import (
     BadBatch,
+    Batch,
     Interest,
     Outbound,
+    Pending,
     channel_for,
     decode_batch,
     decode_item,
@@ -26,19 +28,43 @@ from partysubd.relay import (
     room_of,
 )
 from partysubd.rooms import Hub, Party
+from partysubd.values import has_surrogate
 
+text = st.text().filter(lambda t: not has_surrogate(t))
 json_data = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text() | st.binary(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | text | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
     max_leaves=8,
 )
+
+
+LIMITS = MessageLimits()
+
+
+def pending(data: Any, channel: str = "a", numbered: bool = False, **extra: Any) -> Pending:
+    return Pending(
+        channel,
+        numbered,
+        message("t", data, idem=extra.pop("idem", None)),
+        extra.pop("publisher", None),
+        extra.pop("skip", False),
+        extra.pop("delivered", False),
+    )
+
+
+def data_of(batch: Batch) -> list[Any]:
+    return [decode_item(i, LIMITS).message.data for i in batch.items]
 
 
 @given(
     st.text(min_size=1),
     st.lists(
         st.tuples(
-            st.text(min_size=1), json_data, st.booleans(), st.none() | st.text(), st.booleans()
+            st.text(min_size=1, max_size=20).filter(lambda t: not has_surrogate(t)),
+            json_data,
+            st.booleans(),
+            st.none() | st.text(),
+            st.booleans(),
         ),
         max_size=40,
     ),
@@ -47,11 +73,12 @@ def test_batches_round_trip(
     origin: str, items: list[tuple[str, Any, bool, str | None, bool]]
 ) -> None:
     encoded = [
-        encode_item(Publish(topic, data if has else None, has), publisher, skip)
+        encode_item(message(topic, data if has else None, has), publisher, skip)
         for topic, data, has, publisher, skip in items
     ]
-    got_origin, epoch, relayed = decode_batch(encode_batch(origin, encoded))
+    got_origin, epoch, raws = decode_batch(encode_batch(origin, encoded))
     assert got_origin == origin and epoch is None
+    relayed = [decode_item(raw, LIMITS, origin, seq) for seq, raw in raws]
     assert [
         (r.message.topic, r.message.data, r.message.has_data, r.publisher, r.skip_publisher)
         for r in relayed
@@ -60,34 +87,45 @@ def test_batches_round_trip(
 
 @pytest.mark.parametrize(
     "payload",
-    [
-        b"",
-        b"\xc1",
-        msgpack.packb([1, []]),
-        msgpack.packb(["o", [[1, 2, 3, 4, 5]]]),
-        msgpack.packb("x"),
-    ],
+    [b"", b"\xc1", msgpack.packb([1, []]), msgpack.packb("x"), msgpack.packb(["o", 5])],
 )
 def test_bad_batches_are_refused(payload: bytes) -> None:
     with pytest.raises(BadBatch):
         decode_batch(payload)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [1, 2, 3, 4, 5],
+        [b"\xc1", None, False, None, False],
+        [msgpack.packb({"topic": "t", "data": float("nan")}), None, False, None, False],
+        [msgpack.packb({"topic": 5}), None, False, None, False],
+        [msgpack.packb({"topic": "t", "data": 1}), 7, False, None, False],
+        "not an item",
+    ],
+)
+def test_a_bad_item_is_refused_through_the_door(raw: Any) -> None:
+    with pytest.raises(BadBatch):
+        decode_item(raw, LIMITS)
+
+
 def test_numbered_batches_as_the_lua_script_packs_them() -> None:
     # cmsgpack packs every Lua string as msgpack str, whatever its bytes.
-    item = encode_item(Publish("t", b"\xff\x00", idem="k1"), "pk", True, delivered_here=True)
+    item = encode_item(message("t", b"\xff\x00", idem="k1"), "pk", True, delivered_here=True)
     payload = msgpack.packb(["origin", "ep0ch", [[7, item]]], use_bin_type=False)
-    origin, epoch, (relayed,) = decode_batch(payload)
+    origin, epoch, ((seq, raw),) = decode_batch(payload)
+    relayed = decode_item(raw, LIMITS, origin, seq)
     assert (origin, epoch, relayed.seq) == ("origin", "ep0ch", 7)
-    assert relayed.message == Publish("t", b"\xff\x00", True, "k1")
+    assert relayed.message == message("t", b"\xff\x00", True, "k1")
     assert relayed.publisher == "pk" and relayed.skip_publisher and relayed.delivered_at_origin
 
 
 def test_numbered_and_plain_batches_stay_apart_with_their_idempotency_keys() -> None:
     out = Outbound(limit=10)
-    out.add("a", encode_item(Publish("t", 1), None, False), numbered=True, idem="x")
-    out.add("a", encode_item(Publish("t", 2), None, False))
-    out.add("a", encode_item(Publish("t", 3), None, False), numbered=True)
+    out.add(pending(1, numbered=True, idem="x"))
+    out.add(pending(2))
+    out.add(pending(3, numbered=True))
     numbered, plain = out.take()
     assert (numbered.numbered, numbered.idems, plain.numbered) == (True, ["x", ""], False)
 
@@ -101,30 +139,37 @@ def test_room_channels_round_trip(binding: str, room: str) -> None:
 
 def test_outbound_keeps_order_batches_per_channel_and_bounds_memory() -> None:
     out = Outbound(limit=5)
-    assert out.add("a", encode_item(Publish("t", 1), None, False)) is True
-    assert out.add("b", encode_item(Publish("t", 2), None, False)) is False
-    out.add("a", encode_item(Publish("t", 3), None, False))
+    assert out.add(pending(1)) is True
+    assert out.add(pending(2, channel="b")) is False
+    out.add(pending(3))
     batches = out.take()
-    assert [(b.channel, [decode_item(i).message.data for i in b.items]) for b in batches] == [
-        ("a", [1, 3]),
-        ("b", [2]),
-    ]
+    assert [(b.channel, data_of(b)) for b in batches] == [("a", [1, 3]), ("b", [2])]
     for n in range(8):
-        out.add("a", encode_item(Publish("t", n), None, False))
+        out.add(pending(n))
     assert len(out) == 5 and out.dropped == 3
     (batch,) = out.take()
-    assert [decode_item(i).message.data for i in batch.items] == [3, 4, 5, 6, 7]
+    assert data_of(batch) == [3, 4, 5, 6, 7]
+
+
+def test_outbound_is_bounded_in_bytes_too() -> None:
+    out = Outbound(limit=1000, max_bytes=10_000)
+    for n in range(20):
+        out.add(pending("x" * 1000 + str(n)))
+    assert out.bytes <= 10_000 and out.dropped > 0
+    (batch,) = out.take()
+    assert data_of(batch)[-1] == "x" * 1000 + "19", "the newest are kept"
+    assert out.bytes == 0
 
 
 def test_unsent_batches_go_back_in_front() -> None:
     out = Outbound(limit=100)
     for n in range(3):
-        out.add("a", encode_item(Publish("t", n), None, False))
+        out.add(pending(n))
     taken = out.take()
-    out.add("a", encode_item(Publish("t", 3), None, False))
+    out.add(pending(3))
     out.put_back(taken)
     (batch,) = out.take()
-    assert [decode_item(i).message.data for i in batch.items] == [0, 1, 2, 3]
+    assert data_of(batch) == [0, 1, 2, 3]
 
 
 def test_interest_reports_net_changes_and_everything_after_a_reconnect() -> None:
@@ -157,11 +202,11 @@ def test_hub_relays_local_publishes_only_and_reports_interest() -> None:
     membership = hub.join(party, "r", a, None, ["*"])
     membership_b = hub.join(party, "r", b, None, ["*"])
     assert interest == [("r", True)], "once, for the room's first connection"
-    hub.publish(membership.room, Publish("t", 1), "a", 1.0)
-    assert hub.deliver_relayed("PubSub", "r", Publish("t", 2), "b", False, 2.0) == 1
-    assert hub.deliver_relayed("PubSub", "nobody-here", Publish("t", 3), None, False, 2.0) == 0
-    assert hub.deliver_relayed("NoSuchBinding", "r", Publish("t", 3), None, False, 2.0) == 0
-    hub.publish_elsewhere(party, "empty", Publish("t", 4), "x", 3.0, skip_publisher=True)
+    hub.publish(membership.room, message("t", 1), "a", 1.0)
+    assert hub.deliver_relayed("PubSub", "r", message("t", 2), "b", False, 2.0) == 1
+    assert hub.deliver_relayed("PubSub", "nobody-here", message("t", 3), None, False, 2.0) == 0
+    assert hub.deliver_relayed("NoSuchBinding", "r", message("t", 3), None, False, 2.0) == 0
+    hub.publish_elsewhere(party, "empty", message("t", 4), "x", 3.0, skip_publisher=True)
     assert relayed == [("PubSub", "r", 1, "a", False), ("PubSub", "empty", 4, "x", True)]
     hub.leave(a, membership)
     assert interest == [("r", True)]
@@ -226,18 +271,18 @@ def test_cluster_config_errors_name_their_key() -> None:
 
 def test_waiting_numbered_messages_are_marked_delivered_once() -> None:
     out = Outbound(limit=10)
-    out.add("a", encode_item(Publish("t", 1), None, False), numbered=True)
-    out.add("a", encode_item(Publish("t", 2), None, False))
-    out.add("a", encode_item(Publish("t", 3), None, False, delivered_here=True), numbered=True)
-    out.add("b", encode_item(Publish("t", 4), "pk", True), numbered=True, idem="k")
+    out.add(pending(1, numbered=True))
+    out.add(pending(2))
+    out.add(pending(3, numbered=True, delivered=True))
+    out.add(pending(4, channel="b", numbered=True, idem="k", publisher="pk", skip=True))
     waiting = out.numbered_not_delivered()
-    assert [(c, r.message.data, r.publisher) for c, r in waiting] == [
+    assert [(p.channel, p.message.data, p.publisher) for p in waiting] == [
         ("a", 1, None),
         ("b", 4, "pk"),
     ]
     assert out.numbered_not_delivered() == [], "marked: not delivered twice"
     numbered_a, plain_a, numbered_b = out.take()
-    assert [decode_item(i).delivered_at_origin for i in numbered_a.items] == [True, True]
+    assert [decode_item(i, LIMITS).delivered_at_origin for i in numbered_a.items] == [True, True]
     assert numbered_b.idems == ["k"] and plain_a.items
 
 
@@ -294,8 +339,8 @@ def test_cluster_room_view_sums_connections_and_patterns_not_topic_counts() -> N
 def test_dropped_numbered_messages_leave_a_hole_per_room() -> None:
     out = Outbound(limit=2)
     for n in range(4):
-        out.add("a", encode_item(Publish("t", n), None, False), numbered=True)
-    out.add("b", encode_item(Publish("t", 9), None, False))  # plain: no hole
+        out.add(pending(n, numbered=True))
+    out.add(pending(9, channel="b"))  # plain: no hole
     assert out.dropped == 3
     assert out.take_holes() == {"a": 3}
     assert out.take_holes() == {}

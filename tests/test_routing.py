@@ -47,7 +47,16 @@ def test_trailing_segments_are_ignored() -> None:
         ("/parties/other/r", 404, "Not found"),
         ("/party/pubsub/r", 404, "Not found"),
         ("/parties/pubsub/", 404, "Not found: empty room name"),
-        ("/parties/pubsub/%FF", 400, "Bad request: room name is not valid UTF-8"),
+        (
+            "/parties/pubsub/%FF",
+            400,
+            "Bad request: room name has an invalid percent escape or is not UTF-8",
+        ),
+        (
+            "/parties/pubsub/%4",
+            400,
+            "Bad request: room name has an invalid percent escape or is not UTF-8",
+        ),
     ],
 )
 def test_route_errors(target: str, status: int, reason: str) -> None:

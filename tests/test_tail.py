@@ -8,9 +8,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn
+from fakes import Conn, message
 from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.protocol import Publish
 from partysubd.rooms import Hub
 from partysubd.tail import Tail, Tails
 
@@ -18,7 +17,7 @@ from partysubd.tail import Tail, Tails
 def test_tail_keeps_what_its_patterns_match_in_order() -> None:
     tail = Tail("r", ["chat", "news:*"])
     for topic in ("chat", "chatroom", "news:eu", "sport", "news:us"):
-        tail.offer(Publish(topic, topic), None, 1.0)
+        tail.offer(message(topic, topic), None, 1.0)
     batch = tail.take()
     assert batch is not None
     assert [seen.message.topic for seen in batch.messages] == ["chat", "news:eu", "news:us"]
@@ -28,7 +27,7 @@ def test_tail_keeps_what_its_patterns_match_in_order() -> None:
 
 def test_no_patterns_means_everything() -> None:
     tail = Tail("r", [])
-    tail.offer(Publish("any", 1), "e:1", 0.0)
+    tail.offer(message("any", 1), "e:1", 0.0)
     assert tail.take() is not None
 
 
@@ -36,7 +35,7 @@ def test_no_patterns_means_everything() -> None:
 def test_a_full_window_drops_the_oldest_and_counts_them(window: int, offered: int) -> None:
     tail = Tail("r", window=window)
     for i in range(offered):
-        tail.offer(Publish("t", i), f"e:{i + 1}", float(i))
+        tail.offer(message("t", i), f"e:{i + 1}", float(i))
     batch = tail.take()
     if offered == 0:
         assert batch is None
@@ -50,18 +49,18 @@ def test_a_full_window_drops_the_oldest_and_counts_them(window: int, offered: in
 def test_wake_fires_only_when_the_window_stops_being_empty() -> None:
     wakes: list[int] = []
     tail = Tail("r", wake=lambda: wakes.append(1))
-    tail.offer(Publish("t", 1), None, 0.0)
-    tail.offer(Publish("t", 2), None, 0.0)
+    tail.offer(message("t", 1), None, 0.0)
+    tail.offer(message("t", 2), None, 0.0)
     assert len(wakes) == 1
     tail.take()
-    tail.offer(Publish("t", 3), None, 0.0)
+    tail.offer(message("t", 3), None, 0.0)
     assert len(wakes) == 2
 
 
 def test_batch_encodes_bytes_as_marked_base64_and_times_on_the_wall_clock() -> None:
     tail = Tail("r")
-    tail.offer(Publish("t", b"\x00\x01"), "e:7", 10.0)
-    tail.offer(Publish("u", None, has_data=False), "e:8", 11.0)
+    tail.offer(message("t", b"\x00\x01"), "e:7", 10.0)
+    tail.offer(message("u", None, has_data=False), "e:8", 11.0)
     batch = tail.take()
     assert batch is not None
     doc = orjson.loads(batch.encode(lambda t: t + 1000.0))
@@ -81,7 +80,7 @@ def test_tails_by_room() -> None:
     tails.add(a)
     tails.add(b)
     assert len(tails) == 2
-    tails.offer("a", Publish("t", 1), None, 0.0)
+    tails.offer("a", message("t", 1), None, 0.0)
     assert a.take() is not None and b.take() is None
     tails.remove(a)
     tails.remove(a)
@@ -97,8 +96,8 @@ def test_hub_offers_each_publish_with_its_cursor_after_delivering() -> None:
     party.tails.add(other_room)
     conn = Conn("c")
     room = hub.join(party, "r", conn, None, ["*"]).room
-    assert hub.publish(room, Publish("t", 1), None, 5.0) == 1
-    assert hub.publish(room, Publish("u", 2), None, 6.0) == 1
+    assert hub.publish(room, message("t", 1), None, 5.0) == 1
+    assert hub.publish(room, message("u", 2), None, 6.0) == 1
     batch = watching.take()
     assert batch is not None
     assert [(s.message.topic, s.cursor) for s in batch.messages] == [
