@@ -48,7 +48,18 @@ class HubCollector(Collector):
             rooms = party.rooms.values()
             gauges["connections"].add_metric(label, sum(r.connections for r in rooms))
             gauges["rooms"].add_metric(label, len(party.rooms))
+            gauges["rooms_idle"].add_metric(label, len(party.idle))
             gauges["nodes"].add_metric(label, sum(len(r.nodes) for r in rooms))
+            gauges["history_bytes"].add_metric(label, sum(r.history.bytes for r in rooms))
+            gauges["outbox_bytes"].add_metric(
+                label,
+                sum(
+                    s.out.size
+                    for r in rooms
+                    for n in r.nodes.values()
+                    for s in n.index.subscribers()
+                ),
+            )
             for name, family in counters.items():
                 family.add_metric(label, getattr(party.traffic, name))
         yield from gauges.values()
@@ -78,6 +89,23 @@ class HubCollector(Collector):
             "kind",
             events.rate_limited,
         )
+        yield _by_label(
+            "internal_errors",
+            "Exceptions contained where they happened (logged with a traceback), by where",
+            "where",
+            events.internal_errors,
+        )
+        budget = hub.history_budget
+        yield GaugeMetricFamily(
+            "partysub_history_budget_bytes",
+            "server.max_history_bytes: what every history together may hold",
+            value=budget.max_bytes,
+        )
+        yield CounterMetricFamily(
+            "partysub_history_evicted",
+            "History entries forgotten early to keep every history within the budget",
+            value=budget.evicted,
+        )
         draining = GaugeMetricFamily("partysub_draining", "1 while shutting down")
         draining.add_metric([], 1 if self._draining() else 0)
         yield draining
@@ -85,8 +113,11 @@ class HubCollector(Collector):
 
 GAUGES = {
     "connections": "Open WebSocket connections",
-    "rooms": "Rooms with connections",
+    "rooms": "Open rooms (with connections, or idle and kept for their history)",
+    "rooms_idle": "Rooms without connections kept for their history",
     "nodes": "Live nodes over all rooms",
+    "history_bytes": "Bytes the rooms' histories hold (encoded messages and their overhead)",
+    "outbox_bytes": "Bytes queued for connections and not yet sent",
 }
 TRAFFIC = {
     "messages_in": "Messages published",
@@ -116,6 +147,10 @@ class ClusterCollector(Collector):
             "cluster_pending_messages": (
                 "Messages for other daemons waiting for Redis",
                 len(link.outbound),
+            ),
+            "cluster_pending_bytes": (
+                "Bytes of messages for other daemons waiting for Redis",
+                link.outbound.bytes,
             ),
         }
         counters = {

@@ -195,6 +195,12 @@ class DropOldestOutbox(Outbox):
         del self.seqs[len(self.chunks) :]
 
 
+# What one topic in the latest-per-topic index costs beyond its name: the dict
+# entry, the position, the parallel list slot (counted against the cap).
+INDEX_ENTRY = 100
+BLANK = ""  # a replaced frame's slot in ``_topics`` (topics are never empty)
+
+
 class LatestOutbox(Outbox):
     """``slow_consumer = "latest"``: a queued message is replaced by a newer one of its topic.
 
@@ -203,30 +209,96 @@ class LatestOutbox(Outbox):
     replaced frame's place is emptied in O(1) (a zero-length buffer costs the
     kernel nothing); if even the latest of each topic pass the cap, the
     connection is closed as with "disconnect".
+
+    The index is bounded like the frames: each topic in it is counted against
+    the cap (``index_bytes``), a topic leaves it when its frame is sent, and
+    emptied slots are compacted away once they are most of the queue, so a
+    reader that never catches up cannot grow it past the cap either.
     """
 
-    __slots__ = ("_latest", "_removed")
+    __slots__ = ("_blanks", "_latest", "_removed", "_topics", "index_bytes")
 
     def __init__(self, cap: int) -> None:
         super().__init__(cap)
         self._latest: dict[str, int] = {}  # topic -> absolute position of its queued frame
+        self._topics: list[str | None] = []  # per chunk: its topic, None, or BLANK
         self._removed = 0  # frames consumed from the front since the start
+        self._blanks = 0
+        self.index_bytes = 0
+
+    def _adopted(self, count: int) -> None:
+        self._topics = [None] * count
+
+    def push(self, data: bytes) -> bool:
+        return self._queue(data, None)
 
     def push_message(self, frame: bytes, topic: str, seq: int) -> bool:
-        position = self._latest.get(topic)
-        if position is not None and not self.sealed:
-            index = position - self._removed
-            if index > 0 or (index == 0 and not self.offset):
-                self.size -= len(self.chunks[index])
-                self.chunks[index] = b""
-        scheduled = self.push(frame)
-        if not self.overflowed:
-            self._latest[topic] = self._removed + len(self.chunks) - 1
-        return scheduled
+        return self._queue(frame, topic)
+
+    def push_last(self, data: bytes) -> bool:
+        self._topics.append(None)
+        return super().push_last(data)
+
+    def _queue(self, data: bytes, topic: str | None) -> bool:
+        if self.sealed:
+            return False
+        latest = self._latest
+        entry = 0  # what a topic new to the index adds to it
+        if topic is not None:
+            position = latest.get(topic)
+            if position is None:
+                entry = INDEX_ENTRY + len(topic)
+            else:
+                index = position - self._removed
+                if index > 0 or (index == 0 and not self.offset):
+                    self.size -= len(self.chunks[index])
+                    self.chunks[index] = b""
+                    self._topics[index] = BLANK
+                    self._blanks += 1
+        if self.size + self.index_bytes + entry + len(data) > self.cap:
+            self.sealed = self.overflowed = True
+        else:
+            self.chunks.append(data)
+            self._topics.append(topic)
+            self.size += len(data)
+            self.index_bytes += entry
+            if topic is not None:
+                latest[topic] = self._removed + len(self.chunks) - 1
+            if self._blanks > 64 and self._blanks * 2 > len(self.chunks):
+                self._compact()
+        if self.scheduled:
+            return False
+        self.scheduled = True
+        return True
+
+    def _compact(self) -> None:
+        """Drop the emptied slots; positions are renumbered from the same origin."""
+        keep = [i for i, topic in enumerate(self._topics) if topic is not BLANK]
+        self.chunks = [self.chunks[i] for i in keep]
+        self._topics = [self._topics[i] for i in keep]
+        self._latest = {t: self._removed + i for i, t in enumerate(self._topics) if t}
+        self._blanks = 0
 
     def consumed(self, n: int) -> None:
         before = len(self.chunks)
         super().consumed(n)
-        self._removed += before - len(self.chunks)
-        if not self.chunks:
-            self._latest.clear()
+        gone = before - len(self.chunks)
+        if not gone:
+            return
+        latest = self._latest
+        for i in range(gone):
+            topic = self._topics[i]
+            if topic is BLANK:
+                self._blanks -= 1
+            elif topic is not None and latest.get(topic) == self._removed + i:
+                del latest[topic]
+                self.index_bytes -= INDEX_ENTRY + len(topic)
+        del self._topics[:gone]
+        self._removed += gone
+
+    def drop_unsent(self) -> None:
+        super().drop_unsent()
+        del self._topics[len(self.chunks) :]
+        self._latest = {t: self._removed + i for i, t in enumerate(self._topics) if t}
+        self.index_bytes = sum(INDEX_ENTRY + len(t) for t in self._latest)
+        self._blanks = 0

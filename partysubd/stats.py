@@ -121,5 +121,3 @@ class Events:
     slow_consumers: int = 0
     # Exceptions contained (faults.py), by where: session, fanout, flush, ...
     internal_errors: Counter[str] = field(default_factory=Counter)
-    # Connections refused because their room could not be opened (max_rooms).
-    rooms_refused: int = 0

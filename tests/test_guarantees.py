@@ -314,3 +314,33 @@ def test_history_keeps_an_empty_room_until_it_expires() -> None:
     assert "r" in party.rooms
     hub.expire(7.0)
     assert "r" not in party.rooms
+
+
+def test_latest_index_is_bounded_by_the_cap_and_forgets_what_was_sent() -> None:
+    out = LatestOutbox(cap=10_000)
+    # One topic updated a million times while nothing is sent: slots are compacted.
+    for i in range(100_000):
+        out.push_message(b"x%d" % i, "price", i)
+    assert not out.overflowed and len(out.chunks) < 200
+    assert [c for c in out.chunks if c] == [b"x99999"]
+    # A new topic per message: the index counts against the cap, then closes the reader.
+    for i in range(100_000):
+        out.push_message(b"y", f"id:{i}", i)
+        if out.overflowed:
+            break
+    assert out.overflowed and i < 200
+    assert out.size + out.index_bytes <= out.cap
+
+
+def test_latest_topics_leave_the_index_once_sent() -> None:
+    out = LatestOutbox(cap=10_000)
+    for round_ in range(50):
+        for i in range(10):
+            out.push_message(b"f", f"round{round_}:{i}", i)
+        out.consumed(out.size)  # a reader that keeps up
+    assert out._latest == {} and out.index_bytes == 0
+    out.push_message(b"abc", "t", 1)
+    out.consumed(1)
+    out.push_message(b"def", "u", 2)
+    out.consumed(2)  # "abc" sent; "t" leaves the index, "u" stays
+    assert list(out._latest) == ["u"]
