@@ -267,9 +267,15 @@ class ClusterLink:
                     item = decode_item(fields[b"m"], limits, seq=seq)
                     entries.append((seq, item.message, item.publisher))
                 seqs = [after] + [entry[0] for entry in entries]
+                room = room_of(self.settings.prefix, channel)
+                party = self.hub.parties_by_binding.get(room[0]) if room else None
+                budget = party.binding.history_bytes if party else 0
                 # Whole only if nothing is missing (numbers skipped for lost
-                # messages, or trimmed from the stream, make it not whole).
-                if all(b == a + 1 for a, b in pairwise(seqs)):
+                # messages, or trimmed from the stream, make it not whole), and
+                # only within the room's history bytes, as a local resume is.
+                if all(b == a + 1 for a, b in pairwise(seqs)) and (
+                    sum(entry[1].size for entry in entries) <= budget
+                ):
                     result = (epoch, entries)
         except Exception as exc:  # a failed fetch is a resume that cannot recover
             log.warning("cluster: cannot fetch %s's history: %s", channel, _describe(exc))

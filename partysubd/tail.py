@@ -20,6 +20,8 @@ from .topics import matches
 # Enough for a screenful and a burst; a browser renders at most a few
 # hundred lines a second anyway.
 DEFAULT_WINDOW = 500
+# And at most this many bytes of messages, however large they are.
+WINDOW_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,9 @@ class Tail:
     ) -> None:
         self.room = room
         self.patterns = tuple(patterns) or ("*",)
-        self._kept: deque[Seen] = deque(maxlen=window)
+        self._kept: deque[Seen] = deque()
+        self._window = window
+        self._bytes = 0  # what the kept messages hold
         self._dropped = 0
         # Called when the window goes from empty to not empty: the edge's
         # viewer task sleeps until then.
@@ -76,10 +80,12 @@ class Tail:
         if not self.wants(message.topic):
             return
         kept = self._kept
-        if len(kept) == kept.maxlen:
-            self._dropped += 1
         was_empty = not kept
         kept.append(Seen(message, cursor, now))
+        self._bytes += message.size
+        while len(kept) > self._window or (self._bytes > WINDOW_BYTES and len(kept) > 1):
+            self._bytes -= kept.popleft().message.size
+            self._dropped += 1
         if was_empty:
             self._wake()
 
@@ -89,6 +95,7 @@ class Tail:
             return None
         batch = Batch(list(self._kept), self._dropped)
         self._kept.clear()
+        self._bytes = 0
         self._dropped = 0
         return batch
 

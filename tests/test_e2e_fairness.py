@@ -1,0 +1,53 @@
+"""One connection cannot hold the loop: a witness keeps a short round trip while
+another client floods the daemon with each kind of traffic (a separate process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import TESTS, Daemon, RawClient, masked_frame
+from partysubd.config import DEFAULT_BINDING_TOML
+
+CONFIG = "[server]\nping_interval = 0\n\n" + DEFAULT_BINDING_TOML
+FLOOD_SECONDS = 4.0
+
+
+def round_trips(daemon: Daemon, count: int) -> list[float]:
+    """A witness publishing to itself: seconds per round trip."""
+    witness = RawClient(daemon)
+    witness.upgrade("/parties/pubsub/witness?topics=echo")
+    times = []
+    for n in range(count):
+        payload = b'{"topic":"echo","data":%d}' % n
+        started = time.monotonic()
+        witness.send(masked_frame(0x1, payload))
+        witness.read_until(payload)
+        times.append(time.monotonic() - started)
+        time.sleep(0.005)
+    witness.close()
+    return times
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("kind", ["publish", "invalid", "ping", "trickle"])
+def test_a_witness_keeps_its_round_trip_under_a_flood(start_daemon, kind: str) -> None:  # type: ignore[no-untyped-def]
+    daemon = start_daemon(CONFIG)
+    script = str(TESTS / "tools" / "flood.py")
+    flooder = subprocess.Popen(
+        [sys.executable, script, daemon.host, str(daemon.port), kind, str(FLOOD_SECONDS)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)  # the flood is under way
+        times = sorted(round_trips(daemon, 300))
+    finally:
+        out, _ = flooder.communicate(timeout=FLOOD_SECONDS + 10)
+    sent = int(out.strip())
+    assert sent > 10_000, f"the flood was not one: {sent} sent"
+    p99 = times[int(len(times) * 0.99) - 1]
+    assert p99 < 0.050, f"p99 round trip {p99 * 1000:.1f} ms under a {kind} flood"
