@@ -23,7 +23,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .protocol import Publish
 
@@ -33,14 +33,29 @@ from .protocol import Publish
 ENTRY_OVERHEAD = 256
 
 
+class Mark:
+    """What the budget remembers of a kept entry: its size and whether it is still
+    kept. Not the entry itself: a forgotten message must not stay alive in the
+    budget's order until that is compacted."""
+
+    __slots__ = ("kept", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.kept = True
+
+
 @dataclass(eq=False, slots=True)
 class Entry:
     seq: int
     message: Publish
     publisher: str | None
     time: float
-    size: int = 0
-    kept: bool = True  # False once forgotten (the budget's order holds it lazily)
+    mark: Mark = field(default_factory=lambda: Mark(0))
+
+    @property
+    def size(self) -> int:
+        return self.mark.size
 
 
 class HistoryBudget:
@@ -49,9 +64,9 @@ class HistoryBudget:
     Entries are remembered in the order they were kept, across rooms; over the
     budget the oldest are forgotten. Each room's own entries are in order too,
     so the daemon's oldest kept entry is always the front of its room's history.
-    Entries a room forgot itself stay in the order until passed, and the order
-    is compacted once they are the majority, so its length stays linear in
-    what is kept.
+    Entries a room forgot itself stay in the order (as a ``Mark``, without their
+    message) until passed, and the order is compacted once they are the
+    majority, so its length stays linear in what is kept.
     """
 
     __slots__ = ("_forgotten", "_order", "bytes", "evicted", "max_bytes")
@@ -60,12 +75,12 @@ class HistoryBudget:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.evicted = 0  # entries forgotten to stay within the budget
-        self._order: deque[tuple[History, Entry]] = deque()
+        self._order: deque[tuple[History, Mark]] = deque()
         self._forgotten = 0
 
-    def kept(self, history: History, entry: Entry) -> None:
-        self.bytes += entry.size
-        self._order.append((history, entry))
+    def kept(self, history: History, mark: Mark) -> None:
+        self.bytes += mark.size
+        self._order.append((history, mark))
         while self.bytes > self.max_bytes and self._order:
             owner, oldest = self._order.popleft()
             if oldest.kept:
@@ -75,8 +90,8 @@ class HistoryBudget:
             else:
                 self._forgotten -= 1
 
-    def forgotten(self, entry: Entry) -> None:
-        self.bytes -= entry.size
+    def forgotten(self, mark: Mark) -> None:
+        self.bytes -= mark.size
         self._forgotten += 1
         if self._forgotten > 1024 and self._forgotten * 2 > len(self._order):
             self._order = deque(pair for pair in self._order if pair[1].kept)
@@ -165,7 +180,7 @@ class History:
         if self.max_messages <= 0:
             return
         size = message.size + len(publisher or "") + ENTRY_OVERHEAD
-        entry = Entry(seq, message, publisher, now, size)
+        entry = Entry(seq, message, publisher, now, Mark(size))
         entries = self._entries
         entries.append(entry)
         self.bytes += size
@@ -173,7 +188,7 @@ class History:
             self._idem[message.idem] = seq
         if self.budget is not None:
             # First, so the budget's order and this room's agree entry by entry.
-            self.budget.kept(self, entry)
+            self.budget.kept(self, entry.mark)
         while len(entries) > self.max_messages or (self.bytes > self.max_bytes and entries):
             self._drop_front()
         self.expire(now)
@@ -228,13 +243,13 @@ class History:
 
     def _drop_front(self, *, by_budget: bool = False) -> None:
         entry = self._entries.popleft()
-        entry.kept = False
+        entry.mark.kept = False
         self.bytes -= entry.size
         idem = entry.message.idem
         if idem is not None and self._idem.get(idem) == entry.seq:
             del self._idem[idem]
         if self.budget is not None and not by_budget:
-            self.budget.forgotten(entry)
+            self.budget.forgotten(entry.mark)
 
     def since(self, cursor: str, wanted: Callable[[Entry], bool]) -> Resume:
         """The messages after ``cursor`` that ``wanted`` accepts, if the history reaches back.

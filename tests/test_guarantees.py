@@ -344,3 +344,30 @@ def test_latest_topics_leave_the_index_once_sent() -> None:
     out.push_message(b"def", "u", 2)
     out.consumed(2)  # "abc" sent; "t" leaves the index, "u" stays
     assert list(out._latest) == ["u"]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 3000)), max_size=60),
+    st.integers(1000, 20_000),
+)
+def test_the_history_budget_forgets_the_daemon_s_oldest_first(
+    appends: list[tuple[int, int]], budget_bytes: int
+) -> None:
+    from partysubd.history import ENTRY_OVERHEAD, HistoryBudget
+
+    budget = HistoryBudget(budget_bytes)
+    rooms = [History(1000, 1e9, f"e{i}", budget=budget) for i in range(4)]
+    order: list[tuple[int, int, int]] = []  # (room, seq, size) in append order
+    for room, size in appends:
+        m = message("t", "x" * size)
+        seq = rooms[room].append(m, None, 0.0)
+        order.append((room, seq, m.size + ENTRY_OVERHEAD))
+    kept = {(i, e.seq) for i, h in enumerate(rooms) for e in h._entries}
+    assert budget.bytes == sum(h.bytes for h in rooms) <= budget_bytes
+    # Only the budget forgets here: what is kept is the newest run of the whole daemon,
+    # and as long a run as fits.
+    suffix = [(r, q) for r, q, _ in order[len(order) - len(kept) :]]
+    assert set(suffix) == kept
+    if len(kept) < len(order):
+        older = order[len(order) - len(kept) - 1]
+        assert budget.bytes + older[2] > budget_bytes
