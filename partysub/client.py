@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -180,10 +181,8 @@ class Subscription:
                 said = f" {reason.reason}" if reason and reason.reason else ""
                 code = f" ({reason.code}{said})" if reason else ""
                 error = f"connection closed{code}"
-            except trio_websocket.HandshakeError as exc:
-                error = f"handshake failed: {exc}"
-            except OSError as exc:
-                error = exc.strerror or str(exc) or type(exc).__name__
+            except (trio_websocket.HandshakeError, OSError) as exc:
+                error = _reason(exc)
             self._ws = None
             self._connected = trio.Event()
             if not started and not self.retry:
@@ -268,6 +267,30 @@ async def connect(
         raise _single(group) from None
     if refused is not None:
         raise refused
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection could not be made, in a person's words: the OS error under
+    trio-websocket's handshake error (and trio's group of connect attempts)."""
+    found = _os_error(exc)
+    if found is not None:
+        return found
+    text = str(exc)
+    return f"handshake failed: {text}" if text else "handshake failed"
+
+
+def _os_error(exc: BaseException | None) -> str | None:
+    """The first OS error message under ``exc`` (its causes, and group members)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno:
+            return os.strerror(exc.errno)
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                found = _os_error(inner)
+                if found is not None:
+                    return found
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
