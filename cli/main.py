@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
@@ -171,6 +172,10 @@ def serve(
         run(loaded, config, overrides)
     except StartupError as exc:
         _fail(str(exc))
+    except Exception as exc:  # never expected: faults are contained inside
+        # The traceback goes to the log (one line, as every log line), for a report.
+        logging.getLogger("partysubd").critical("stopped by an internal error", exc_info=exc)
+        _fail(f"stopped by an internal error ({type(exc).__name__}); the log has its traceback")
 
 
 def _messages(msg: str, lines: bool) -> Iterator[str]:

@@ -359,10 +359,13 @@ class ClusterLink:
         """Take our heartbeat out at once on a clean stop (a killed daemon's expires)."""
         if not self.connected:
             return
-        with trio.move_on_after(1.0):
-            async with self._redis() as client:
-                await client.delete([self._member_key])
-                await client.srem(self._index_key, [self.name])
+        try:
+            with trio.move_on_after(1.0):
+                async with self._redis() as client:
+                    await client.delete([self._member_key])
+                    await client.srem(self._index_key, [self.name])
+        except Exception as exc:  # best effort: the heartbeat expires anyway
+            log.warning("cluster: could not leave at once (%s); it expires", _describe(exc))
 
     async def _subscribe(
         self, client: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

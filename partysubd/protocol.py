@@ -4,11 +4,13 @@ Pure functions over text and bytes. A frame the client got wrong never becomes
 a publish: it becomes a :class:`ProtocolError`, which the session turns into
 an ``{"__error": {...}}`` frame for the sender alone.
 
-Two formats share one message model: JSON text frames (what partysocket
-sends, the default) and MessagePack binary frames (``format=msgpack``), which
-can carry bytes. Subscribers may also ask for each message's cursor
-(``ids=1``). So one message has up to four encodings, its *variants*; each is
-made at most once per publish, only if a subscriber needs it.
+Two formats share one message model (values.py): JSON text frames (what
+partysocket sends, the default) and MessagePack binary frames
+(``format=msgpack``), which can carry bytes. ``make_publish`` is the door every
+message passes: checked once, encoded once in both formats. Subscribers may
+also ask for each message's cursor (``ids=1``), so one message has up to four
+frames, its *variants*, each spliced from the door's bytes at most once per
+publish, only if a subscriber needs it.
 """
 
 from __future__ import annotations

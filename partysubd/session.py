@@ -1,8 +1,8 @@
 """One client connection, sans-I/O: bytes in, bytes queued out, and decisions.
 
-A session starts as HTTP/1.1 (h11). A WebSocket upgrade on a party's URL
-turns it into a subscriber (wsproto for the incoming frames); a POST publishes
-and answers; anything else gets its status and reason. The session never
+A session starts as HTTP/1.1 (``http1``). A WebSocket upgrade on a party's
+URL turns it into a subscriber (wsproto for the incoming frames); a POST
+publishes and answers; anything else gets its status and reason. The session never
 touches a socket or a clock: the I/O layer feeds it bytes and the time, sends
 what its outbox holds, and closes the transport once ``finished`` is set and
 the outbox is drained.
@@ -22,6 +22,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from . import faults
 from .auth import FULL_ACCESS, Grant, verify
 from .config import ServerSettings
 from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, close_frame
@@ -782,10 +783,21 @@ class Session:
             self._held_patterns = patterns
             membership.node.index.set_patterns(self, ())
             epoch, after = parsed
-            fetch(membership.room, epoch, after, lambda got: self._fetched(got, epoch, after))
+            fetch(
+                membership.room, epoch, after, lambda got: self._fetched_safely(got, epoch, after)
+            )
             return
         entries = [(e.seq, e.message, e.publisher) for e in resume.entries]
         self._replay(resume.recovered, history.epoch, entries)
+
+    def _fetched_safely(self, fetched: Fetched, epoch: str, after: int) -> None:
+        """The replay runs in the cluster link's task: a fault in it is this
+        connection's alone, never the link's."""
+        try:
+            self._fetched(fetched, epoch, after)
+        except Exception:
+            faults.report(self.hub.events, "replay", self.id)
+            self.fail(self.last_seen)
 
     def _fetched(self, fetched: Fetched, epoch: str, after: int) -> None:
         """Redis answered a resume: replay its entries and what this daemon got since."""

@@ -241,3 +241,24 @@ def test_the_control_plane_answers_only_to_its_own_host_names(host: bytes, allow
     state.allowed_hosts = ("ops.example",)
     status = AdminApp(state).handle("GET", "/health", {b"host": host})[0]
     assert status == (200 if allowed else 403)
+
+
+def test_log_lines_cannot_be_forged_by_what_clients_control() -> None:
+    import logging
+
+    from partysubd.logs import JournalFormatter
+
+    record = logging.LogRecord(
+        "partysubd.session",
+        logging.INFO,
+        __file__,
+        1,
+        "connect %s to %s",
+        ("x\n<3>error partysubd: forged", "room\x1b[2J\u202e"),
+        None,
+    )
+    line = JournalFormatter().format(record)
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert line == (
+        "<6>info partysubd.session: connect x\\x0a<3>error partysubd: forged to room\\x1b[2J\\u202e"
+    )

@@ -122,6 +122,23 @@ def test_expiry_closes_unless_refreshed(users: Clients) -> None:
     assert users.message("fresh") == {"topic": "t", "data": "still here"}
 
 
+def test_a_refreshed_token_is_the_connection_s_whole_authority(users: Clients) -> None:
+    wide = mint(SECRET, rooms=["lobby"], sub=["chat:*", "news:*"])
+    users.connect("u", room="lobby", query={"token": wide, "topics": ["chat:*", "news:*"]})
+    users.connect("pub", room="lobby", query={"token": mint(SECRET), "topics": ""})
+    users.send("u", {"__token": mint(SECRET, rooms=["lobby"], sub=["chat:*"])})
+    error = users.message("u")["__error"]
+    assert error["code"] == "forbidden" and "'news:*'" in error["message"]
+    assert "unsubscribed" in error["message"]
+    users.send("pub", {"topic": "news:1", "data": "no longer"})
+    users.send("pub", {"topic": "chat:1", "data": "still"})
+    assert users.message("u") == {"topic": "chat:1", "data": "still"}
+    # A valid token for other rooms only: the connection is closed (4003).
+    users.send("u", {"__token": mint(SECRET, rooms=["kitchen"])})
+    closed = users.expect(lambda e: e["event"] == "close" and e["id"] == "u")
+    assert closed["code"] == 4003 and "does not allow this room" in closed["reason"]
+
+
 def test_partysocket_refreshes_its_token_on_reconnect(users: Clients, secured: Daemon) -> None:
     """The recipe: a `query` function fetches a token for every (re)connect."""
     users.connect("r", room="lobby", query={"token": mint(SECRET, ttl=60)}, retries=5)

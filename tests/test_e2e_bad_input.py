@@ -233,3 +233,46 @@ def test_config_error_exits_non_zero_naming_the_line(start_daemon) -> None:  # t
     log = str(failed.value)
     assert "partysub.toml:7: [server.ping_interval] error: must be a number, not a string" in log
     assert "not starting" in log
+
+
+def test_expect_100_continue_is_answered_before_the_body(strict: Daemon, witness: Clients) -> None:
+    raw = RawClient(strict)
+    raw.send(
+        b"POST /parties/pubsub/raw HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 22\r\n\r\n"
+    )
+    assert raw.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    raw.send(b'{"topic":"t","data":1}')
+    assert raw.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+    assert witness.message("witness") == {"topic": "t", "data": 1}
+
+
+def test_transfer_encoding_with_content_length_is_refused_and_closed(
+    strict: Daemon, witness: Clients
+) -> None:
+    raw = RawClient(strict)
+    raw.send(
+        b"POST /parties/pubsub/raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Length: 4\r\n\r\n1c\r\n" + b'{"topic":"t","data":"smuggled"}' + b"\r\n0\r\n\r\n"
+    )
+    answer = raw.read_all()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in answer
+    assert answer.count(b"HTTP/1.1") == 1, "nothing after the refusal is read as a request"
+    witness.no_message("witness", wait=0.2)
+
+
+def test_a_chunk_larger_than_the_body_limit_is_refused_at_its_size_line(
+    strict: Daemon, witness: Clients
+) -> None:
+    raw = RawClient(strict)
+    raw.send(
+        b"POST /parties/pubsub/raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"FFFFFFFF\r\n"
+    )
+    # Answered at once: none of the chunk's four gigabytes was sent.
+    assert raw.read_all(timeout=5).startswith(b"HTTP/1.1 413 ")
+
+
+def test_an_invalid_percent_escape_in_a_room_is_400(strict: Daemon, witness: Clients) -> None:
+    status, body, _ = strict.post("/parties/pubsub/bad%zzroom", '{"topic":"t","data":1}')
+    assert status == 400 and "invalid percent escape" in body

@@ -94,3 +94,19 @@ def test_oversized_control_frame_goes_to_wsproto_at_once() -> None:
     splitter = FrameSplitter(max_size=100)
     splitter.feed(header)
     assert splitter.next() == (FrameSplitter.RAW, header)
+
+
+def test_a_frame_trickled_one_byte_at_a_time_is_not_copied_per_byte() -> None:
+    """Appending in place: the buffer is the same object however many reads it took
+    (the old splitter built a new bytes object per read: quadratic in the frame)."""
+    from partysubd.frames import FrameSplitter
+
+    frame = bytes((0x81, 0x80 | 126)) + (60_000).to_bytes(2, "big") + b"\0\0\0\0" + b"x" * 60_000
+    splitter = FrameSplitter(100_000)
+    buffer = splitter._buffer
+    for byte in frame[:-1]:
+        splitter.feed(bytes([byte]))
+        assert splitter.next() is None
+    assert splitter._buffer is buffer and len(buffer) == len(frame) - 1
+    splitter.feed(frame[-1:])
+    assert splitter.next() == (0x1, b"x" * 60_000)
