@@ -291,6 +291,15 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def upgrade_request(path: str, headers: str = "") -> bytes:
+    """A WebSocket upgrade request for ``path`` (the RFC's example key), as bytes."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"{headers}\r\n"
+    ).encode()
+
+
 class RawClient:
     """A hand-driven TCP client for what no well-behaved client library will send."""
 
@@ -303,11 +312,7 @@ class RawClient:
 
     def upgrade(self, path: str = "/parties/pubsub/raw") -> bytes:
         """Open a WebSocket by hand; returns the response head."""
-        self.send(
-            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        self.send(upgrade_request(path))
         head = self.read_until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
         return head

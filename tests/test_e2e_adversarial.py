@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from harness import Daemon, RedisServer, masked_frame
+from harness import Daemon, RedisServer, masked_frame, upgrade_request
 from partysubd.config import DEFAULT_BINDING_TOML
 
 EXAMPLES = int(os.environ.get("PARTYSUB_ADVERSARIAL_EXAMPLES", "60"))
@@ -70,11 +70,7 @@ class WS:
 
     def __init__(self, daemon: Daemon, target: str) -> None:
         self.sock = socket.create_connection((daemon.host, daemon.port), timeout=10)
-        self.sock.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        self.sock.sendall(upgrade_request(target))
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(65536)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import TESTS, Clients, Daemon, RawClient
+from harness import TESTS, Clients, Daemon, RawClient, upgrade_request
 from partysubd.auth import hash_api_key, mint
 from partysubd.config import DEFAULT_BINDING_TOML
 
@@ -45,11 +45,7 @@ def users(secured: Daemon) -> Iterator[Clients]:
 
 def upgrade_status(daemon: Daemon, target: str, headers: str = "") -> bytes:
     raw = RawClient(daemon)
-    raw.send(
-        f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f"{headers}\r\n".encode()
-    )
+    raw.send(upgrade_request(target, headers))
     raw.sock.settimeout(5)
     head = raw.read_until(b"\r\n\r\n")
     length = 0

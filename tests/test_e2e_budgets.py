@@ -12,7 +12,7 @@ import urllib.request
 import msgpack
 import pytest
 
-from harness import Daemon, RawClient, masked_frame
+from harness import Daemon, RawClient, masked_frame, upgrade_request
 from partysubd.config import DEFAULT_BINDING_TOML
 
 MIB = 1024 * 1024
@@ -100,11 +100,7 @@ def test_rooms_per_party_are_capped_and_idle_ones_go_first(start_daemon) -> None
         client.upgrade(f"/parties/pubsub/{room}")
         clients.append(client)
     refused = RawClient(daemon)
-    refused.send(
-        b"GET /parties/pubsub/d HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
+    refused.send(upgrade_request("/parties/pubsub/d"))
     head = refused.read_until(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5" in head
     assert b"Too many rooms" in refused.read_until(b"party")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from harness import Clients, Daemon, RawClient, masked_frame
+from harness import Clients, Daemon, RawClient, masked_frame, upgrade_request
 from partysubd.config import DEFAULT_BINDING_TOML
 
 BASE = (
@@ -276,18 +276,10 @@ def test_connect_rate_and_room_cap(start_daemon: Any, stop_clients: list[Clients
     clients.connect("a", room="r")
     clients.connect("b", room="r")
     full = RawClient(daemon)
-    full.send(
-        b"GET /parties/pubsub/r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
+    full.send(upgrade_request("/parties/pubsub/r"))
     assert full.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 503 ")
     limited = RawClient(daemon)
-    limited.send(
-        b"GET /parties/pubsub/other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
+    limited.send(upgrade_request("/parties/pubsub/other"))
     head = limited.read_until(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 429 ") and b"Retry-After: " in head
 
