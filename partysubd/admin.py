@@ -92,9 +92,10 @@ class AdminState:
     # [admin] allowed_hosts and allowed_origins (reload keeps them current).
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
-    # The control plane's own port (its pages' origin), once it listens; None
-    # on a unix socket.
+    # The control plane's own port and listen address (its pages' origin),
+    # once it listens; None on a unix socket.
     port: int | None = None
+    listen_host: str | None = None
 
 
 class AdminApp:
@@ -328,8 +329,13 @@ class AdminApp:
         return name in LOOPBACK_NAMES or _is_ip(name) or name in self.state.allowed_hosts
 
     def origin_allowed(self, origin: str) -> bool:
-        """Whether a page of ``origin`` may open the tail: one of the control plane's
-        own pages (an allowed host name on its port), or a configured origin."""
+        """Whether a page of ``origin`` may open the tail: a configured origin, or one
+        of the control plane's own pages: on its own port, at a loopback address,
+        ``localhost``, the address it listens on, or a name in allowed_hosts.
+
+        Narrower than the Host rule: any IP address is a fine Host (DNS rebinding
+        needs a name), but a page served from any IP address on this port is not
+        this control plane's page (it could be the attacker's own server)."""
         if origin in self.state.allowed_origins:
             return True
         try:
@@ -341,7 +347,16 @@ class AdminApp:
             return False
         default = 443 if parts.scheme == "https" else 80
         host = (parts.hostname or "").lower()
-        return (port or default) == self.state.port and self._name_allowed(host)
+        if (port or default) != self.state.port:
+            return False
+        if host in LOOPBACK_NAMES or host in self.state.allowed_hosts:
+            return True
+        if host == self.state.listen_host:
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def _tail_refusal(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
         if not self.host_allowed(headers):

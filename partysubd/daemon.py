@@ -117,7 +117,8 @@ class Daemon:
         engine = self.engine = Engine(self.hub, listener, tls_context)
         self._admin_settings(self.config.admin)
         if admin_socket is not None and admin_socket.family != socket.AF_UNIX:
-            self.state.port = admin_socket.getsockname()[1]
+            host, self.state.port = admin_socket.getsockname()[:2]
+            self.state.listen_host = str(host).lower()
         self.state.wake = engine.wake
         self.state.tasks = lambda: trio.lowlevel.current_statistics().tasks_living
         self.state.started = trio.current_time()

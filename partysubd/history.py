@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 
 from .protocol import Publish
 
-# Bytes an entry costs beyond its message's encodings: the entry, the message
-# object, the bytes objects' headers, the deque slot and an idempotency key's
-# dict entry, rounded up.
-ENTRY_OVERHEAD = 256
+# Bytes an entry costs beyond its message's encodings: the entry and its mark,
+# the message object, the bytes objects' headers, the topic string, the deque
+# slot and the budget's order (measured: 20 rooms of 15,000 one-topic messages
+# under a 32 MiB budget grew the daemon's RSS by 33 MiB with this figure).
+ENTRY_OVERHEAD = 448
 
 
 class Mark:

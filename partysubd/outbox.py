@@ -202,24 +202,29 @@ BLANK = ""  # a replaced frame's slot in ``_topics`` (topics are never empty)
 
 
 class LatestOutbox(Outbox):
-    """``slow_consumer = "latest"``: a queued message is replaced by a newer one of its topic.
+    """``slow_consumer = "latest"``: once a reader falls behind, it gets the latest
+    message of each topic, not every message.
 
-    For state that is overwritten (prices, cursors, presence): a reader that
-    falls behind gets the latest value of each topic, not every value. The
-    replaced frame's place is emptied in O(1) (a zero-length buffer costs the
-    kernel nothing); if even the latest of each topic pass the cap, the
-    connection is closed as with "disconnect".
+    For state that is overwritten (prices, cursors, presence). While the queue
+    fits in the cap every message is kept, in order, as with any policy. When a
+    push would pass the cap the reader is behind: the queue is collapsed to the
+    newest queued frame of each topic (other frames and a frame half sent are
+    kept), and from then on until the queue has drained, a newer message of a
+    topic replaces the one queued, in O(1) (its slot emptied: a zero-length
+    buffer costs the kernel nothing). If even the latest of each topic pass
+    the cap, the connection is closed as with "disconnect".
 
-    The index is bounded like the frames: each topic in it is counted against
-    the cap (``index_bytes``), a topic leaves it when its frame is sent, and
-    emptied slots are compacted away once they are most of the queue, so a
-    reader that never catches up cannot grow it past the cap either.
+    While behind, the latest-per-topic index counts against the cap too
+    (``index_bytes``); a topic leaves it when its frame is sent, and emptied
+    slots are compacted once they are most of the queue, so a reader that never
+    catches up cannot grow it past the cap either.
     """
 
-    __slots__ = ("_blanks", "_latest", "_removed", "_topics", "index_bytes")
+    __slots__ = ("_behind", "_blanks", "_latest", "_removed", "_topics", "index_bytes")
 
     def __init__(self, cap: int) -> None:
         super().__init__(cap)
+        self._behind = False
         self._latest: dict[str, int] = {}  # topic -> absolute position of its queued frame
         self._topics: list[str | None] = []  # per chunk: its topic, None, or BLANK
         self._removed = 0  # frames consumed from the front since the start
@@ -242,10 +247,11 @@ class LatestOutbox(Outbox):
     def _queue(self, data: bytes, topic: str | None) -> bool:
         if self.sealed:
             return False
-        latest = self._latest
+        if not self._behind and self.size + len(data) > self.cap:
+            self._collapse()
         entry = 0  # what a topic new to the index adds to it
-        if topic is not None:
-            position = latest.get(topic)
+        if self._behind and topic is not None:
+            position = self._latest.get(topic)
             if position is None:
                 entry = INDEX_ENTRY + len(topic)
             else:
@@ -261,9 +267,9 @@ class LatestOutbox(Outbox):
             self.chunks.append(data)
             self._topics.append(topic)
             self.size += len(data)
-            self.index_bytes += entry
-            if topic is not None:
-                latest[topic] = self._removed + len(self.chunks) - 1
+            if self._behind and topic is not None:
+                self.index_bytes += entry
+                self._latest[topic] = self._removed + len(self.chunks) - 1
             if self._blanks > 64 and self._blanks * 2 > len(self.chunks):
                 self._compact()
         if self.scheduled:
@@ -271,12 +277,33 @@ class LatestOutbox(Outbox):
         self.scheduled = True
         return True
 
+    def _collapse(self) -> None:
+        """The reader fell behind: keep only the newest queued frame of each topic."""
+        newest = {topic: i for i, topic in enumerate(self._topics) if topic}
+        half_sent = 1 if self.offset else 0
+        keep = [
+            i
+            for i, topic in enumerate(self._topics)
+            if i < half_sent or not topic or newest[topic] == i
+        ]
+        self.size -= sum(len(self.chunks[i]) for i in range(len(self.chunks))) - sum(
+            len(self.chunks[i]) for i in keep
+        )
+        self.chunks = [self.chunks[i] for i in keep]
+        self._topics = [self._topics[i] for i in keep]
+        self._index()
+        self._behind = True
+
     def _compact(self) -> None:
         """Drop the emptied slots; positions are renumbered from the same origin."""
         keep = [i for i, topic in enumerate(self._topics) if topic is not BLANK]
         self.chunks = [self.chunks[i] for i in keep]
         self._topics = [self._topics[i] for i in keep]
+        self._index()
+
+    def _index(self) -> None:
         self._latest = {t: self._removed + i for i, t in enumerate(self._topics) if t}
+        self.index_bytes = sum(INDEX_ENTRY + len(t) for t in self._latest)
         self._blanks = 0
 
     def consumed(self, n: int) -> None:
@@ -284,6 +311,13 @@ class LatestOutbox(Outbox):
         super().consumed(n)
         gone = before - len(self.chunks)
         if not gone:
+            return
+        if not self.chunks:  # caught up: every message again
+            self._topics = []
+            self._latest = {}
+            self.index_bytes = self._blanks = 0
+            self._removed += gone
+            self._behind = False
             return
         latest = self._latest
         for i in range(gone):
@@ -299,6 +333,4 @@ class LatestOutbox(Outbox):
     def drop_unsent(self) -> None:
         super().drop_unsent()
         del self._topics[len(self.chunks) :]
-        self._latest = {t: self._removed + i for i, t in enumerate(self._topics) if t}
-        self.index_bytes = sum(INDEX_ENTRY + len(t) for t in self._latest)
-        self._blanks = 0
+        self._index()

@@ -213,6 +213,11 @@ def test_tail_refusals() -> None:
     assert refused(app, "/tail/pubsub/r", rebound) == 403
     other_port = {**auth, b"origin": b"http://127.0.0.1:9999"}
     assert refused(app, "/tail/pubsub/r", other_port) == 403
+    # A page on someone else's server at an IP address, on this port: not ours.
+    for foreign in (b"http://203.0.113.7:2000", b"http://[2001:db8::1]:2000"):
+        assert refused(app, "/tail/pubsub/r", {**auth, b"origin": foreign}) == 403, foreign
+    state.listen_host = "10.0.0.5"
+    assert app._tail_refusal("/tail/pubsub/r", {**auth, b"origin": b"http://10.0.0.5:2000"}) is None
     for own in (b"http://127.0.0.1:2000", b"http://localhost:2000", b"http://[::1]:2000"):
         assert app._tail_refusal("/tail/pubsub/r", {**auth, b"origin": own}) is None, own
     state.allowed_origins = ("https://ops.example",)

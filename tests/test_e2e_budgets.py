@@ -74,6 +74,27 @@ def test_a_room_history_is_bounded_in_bytes(start_daemon) -> None:  # type: igno
 
 
 @pytest.mark.serial
+def test_the_budget_counts_what_small_messages_really_cost(start_daemon) -> None:  # type: ignore[no-untyped-def]
+    """The smallest messages, many of them: what the budget counts is what the daemon
+    holds (orjson's result holds 4 KiB however short: kept as is, the count was
+    fifteen times too low)."""
+    daemon = start_daemon(
+        config(server="max_history_bytes = 16777216", pubsub="history_messages = 100000")
+    )
+    before = rss(daemon)
+    for room in range(10):
+        client = publisher(daemon, f"small{room}")
+        client.send(masked_frame(0x1, b'{"topic":"a"}') * 15_000)
+        client.close()
+    deadline = time.monotonic() + 30
+    while metric(daemon, "partysub_messages_in_total") < 150_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert metric(daemon, "partysub_history_bytes") > 15 * MIB
+    assert rss(daemon) - before < 16 * MIB * 1.5
+
+
+@pytest.mark.serial
 def test_all_histories_together_are_bounded(start_daemon) -> None:  # type: ignore[no-untyped-def]
     daemon = start_daemon(
         config(server="max_history_bytes = 8388608", pubsub="history_messages = 1000")

@@ -1,5 +1,6 @@
 """One connection cannot hold the loop: a witness keeps a short round trip while
-another client floods the daemon with each kind of traffic (a separate process)."""
+another client floods the daemon with each kind of traffic (a separate process),
+with the default limits."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def round_trips(daemon: Daemon, count: int) -> list[float]:
 
 
 @pytest.mark.serial
-@pytest.mark.parametrize("kind", ["publish", "invalid", "ping", "trickle"])
+@pytest.mark.parametrize("kind", ["publish", "costly", "invalid", "ping", "trickle"])
 def test_a_witness_keeps_its_round_trip_under_a_flood(start_daemon, kind: str) -> None:  # type: ignore[no-untyped-def]
     daemon = start_daemon(CONFIG)
     script = str(TESTS / "tools" / "flood.py")
@@ -48,6 +49,6 @@ def test_a_witness_keeps_its_round_trip_under_a_flood(start_daemon, kind: str) -
     finally:
         out, _ = flooder.communicate(timeout=FLOOD_SECONDS + 10)
     sent = int(out.strip())
-    assert sent > 10_000, f"the flood was not one: {sent} sent"
+    assert sent > (100 if kind == "costly" else 10_000), f"the flood was not one: {sent} sent"
     p99 = times[int(len(times) * 0.99) - 1]
     assert p99 < 0.050, f"p99 round trip {p99 * 1000:.1f} ms under a {kind} flood"

@@ -132,17 +132,30 @@ GAP_CAP = 128 + 200
 
 
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 60)), max_size=80))
-def test_latest_keeps_one_frame_per_topic_newest_last(pushes: list[tuple[str, int]]) -> None:
-    out = LatestOutbox(cap=10_000)
-    for i, (topic, size) in enumerate(pushes):
-        out.push_message(f"{topic}{i}:".encode() + b"." * size, topic, i)
+def test_latest_keeps_every_message_until_behind_then_the_newest_per_topic(
+    pushes: list[tuple[str, int]],
+) -> None:
+    out = LatestOutbox(cap=1000)
+    frames = [f"{topic}{i}:".encode() + b"." * size for i, (topic, size) in enumerate(pushes)]
+    for i, ((topic, _), frame) in enumerate(zip(pushes, frames, strict=True)):
+        out.push_message(frame, topic, i)
     pending = [c for c in out.chunks if c]
-    topics = [c[:1].decode() for c in pending]
-    assert sorted(topics) == sorted(set(t for t, _ in pushes))
-    for topic in set(topics):
+    assert out.size == sum(len(c) for c in pending) <= out.cap
+    if sum(map(len, frames)) <= out.cap:
+        assert pending == frames, "a reader within the cap gets every message, in order"
+        return
+    # Behind: the newest message of every topic is there, in publish order.
+    for topic in {t for t, _ in pushes}:
         newest = max(i for i, (t, _) in enumerate(pushes) if t == topic)
-        assert f"{topic}{newest}:".encode() in [c.split(b":")[0] + b":" for c in pending]
-    assert out.size == sum(len(c) for c in pending)
+        assert frames[newest] in pending
+    assert pending == sorted(pending, key=frames.index)
+
+
+def test_a_reader_that_keeps_up_gets_every_message_of_a_topic() -> None:
+    out = LatestOutbox(cap=10_000)
+    for n in range(100):  # one tick's worth, far under the cap
+        out.push_message(b"t%d" % n, "t", n)
+    assert out.chunks == [b"t%d" % n for n in range(100)]
 
 
 def test_latest_never_replaces_a_half_sent_frame() -> None:
@@ -333,41 +346,14 @@ def test_latest_index_is_bounded_by_the_cap_and_forgets_what_was_sent() -> None:
 
 
 def test_latest_topics_leave_the_index_once_sent() -> None:
-    out = LatestOutbox(cap=10_000)
-    for round_ in range(50):
-        for i in range(10):
-            out.push_message(b"f", f"round{round_}:{i}", i)
-        out.consumed(out.size)  # a reader that keeps up
-    assert out._latest == {} and out.index_bytes == 0
-    out.push_message(b"abc", "t", 1)
-    out.consumed(1)
-    out.push_message(b"def", "u", 2)
-    out.consumed(2)  # "abc" sent; "t" leaves the index, "u" stays
-    assert list(out._latest) == ["u"]
-
-
-@given(
-    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 3000)), max_size=60),
-    st.integers(1000, 20_000),
-)
-def test_the_history_budget_forgets_the_daemon_s_oldest_first(
-    appends: list[tuple[int, int]], budget_bytes: int
-) -> None:
-    from partysubd.history import ENTRY_OVERHEAD, HistoryBudget
-
-    budget = HistoryBudget(budget_bytes)
-    rooms = [History(1000, 1e9, f"e{i}", budget=budget) for i in range(4)]
-    order: list[tuple[int, int, int]] = []  # (room, seq, size) in append order
-    for room, size in appends:
-        m = message("t", "x" * size)
-        seq = rooms[room].append(m, None, 0.0)
-        order.append((room, seq, m.size + ENTRY_OVERHEAD))
-    kept = {(i, e.seq) for i, h in enumerate(rooms) for e in h._entries}
-    assert budget.bytes == sum(h.bytes for h in rooms) <= budget_bytes
-    # Only the budget forgets here: what is kept is the newest run of the whole daemon,
-    # and as long a run as fits.
-    suffix = [(r, q) for r, q, _ in order[len(order) - len(kept) :]]
-    assert set(suffix) == kept
-    if len(kept) < len(order):
-        older = order[len(order) - len(kept) - 1]
-        assert budget.bytes + older[2] > budget_bytes
+    out = LatestOutbox(cap=1000)
+    for i in range(30):  # past the cap: behind, the index in use
+        out.push_message(b"f" * 50, f"t{i % 3}", i)
+    assert out._behind and not out.overflowed and set(out._latest) == {"t0", "t1", "t2"}
+    out.consumed(50)  # the oldest frame sent: its topic leaves the index
+    assert len(out._latest) == 2 and out.index_bytes == 2 * (100 + 2)
+    out.consumed(out.size)  # caught up: every message again, no index
+    assert not out._behind and out._latest == {} and out.index_bytes == 0
+    for n in range(3):
+        out.push_message(b"x", "t0", n)
+    assert out.chunks == [b"x", b"x", b"x"]

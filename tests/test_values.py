@@ -40,7 +40,10 @@ anything = st.recursive(
 
 
 def depth(value: Any) -> int:
-    """The reference: levels of containers, recursively."""
+    """The reference: levels of containers, recursively, as JSON subscribers get them
+    (bytes are an object there, {"__bytes": ...})."""
+    if isinstance(value, bytes):
+        return 1
     if isinstance(value, list):
         return 1 + max((depth(v) for v in value), default=0)
     if isinstance(value, dict):
@@ -98,6 +101,24 @@ def _has_bytes(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_bytes(v) for v in value.values())
     return False
+
+
+@settings(max_examples=1000)
+@given(anything, st.integers(1, 4))
+def test_the_door_s_fast_checks_agree_with_the_walk(value: Any, max_depth: int) -> None:
+    """The door checks on what the encoders wrote, at C speed; the walk is the rule."""
+    limits = MessageLimits(max_message_size=1 << 30, max_depth=max_depth)
+    made = make_publish("t", value, limits)
+    assert isinstance(made, Publish) == (values.check(value, max_depth) is None), made
+
+
+def test_a_float_that_only_looks_non_finite_is_taken() -> None:
+    """Bytes that read like a MessagePack infinity make the door walk, not refuse."""
+    looks = b"\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00"
+    assert values.may_hold_nonfinite(make_publish("t", looks, MessageLimits()).packed)  # type: ignore[union-attr]
+    assert isinstance(make_publish("t", [looks, 1.5], MessageLimits()), Publish)
+    refused = make_publish("t", [looks, float("inf")], MessageLimits())
+    assert isinstance(refused, ProtocolError) and "finite" in refused.message
 
 
 @settings(max_examples=300)

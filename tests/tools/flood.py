@@ -2,9 +2,11 @@
 
     python tests/tools/flood.py HOST PORT KIND SECONDS
 
-KIND: publish (valid publishes into a room with a reading subscriber), invalid
-(frames that are not JSON), ping (ping frames), trickle (one large frame, one
-byte per TCP segment). Prints how many frames (or bytes) it sent. Used by the
+KIND: publish (valid publishes into a room with a reading subscriber), costly
+(valid publishes of the costliest kind the default limit allows: 250 kB of
+empty arrays, every one a value to decode and check), invalid (frames that are
+not JSON), ping (ping frames), trickle (one large frame, one byte per TCP
+segment). Prints how many frames (or bytes) it sent. Used by the
 fairness tests, run as its own process so it competes for the daemon and not
 for the test's interpreter.
 """
@@ -61,11 +63,13 @@ def drain(sock: socket.socket) -> None:
 def flood(host: str, port: int, kind: str, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     sent = 0
-    if kind == "publish":
+    if kind in ("publish", "costly"):
         reader = connect(host, port, "/parties/pubsub/flood")
         threading.Thread(target=drain, args=(reader,), daemon=True).start()
+    costly = b'{"topic":"t","data":[' + b",".join([b"[]"] * 83_000) + b"]}"
     burst = {
         "publish": frame(1, b'{"topic":"t","data":"' + b"x" * 40 + b'"}') * 64,
+        "costly": frame(1, costly) * 4,
         "invalid": frame(1, b"{{{ not json") * 64,
         "ping": frame(9, b"p") * 64,
     }
@@ -74,7 +78,7 @@ def flood(host: str, port: int, kind: str, seconds: float) -> int:
             sock = connect(host, port, "/parties/pubsub/flood?topics=")
             threading.Thread(target=drain, args=(sock,), daemon=True).start()
             if kind == "trickle":
-                big = frame(1, b'{"topic":"t","data":"' + b"y" * 900_000 + b'"}')
+                big = frame(1, b'{"topic":"t","data":"' + b"y" * 250_000 + b'"}')
                 for i in range(len(big)):
                     sock.send(big[i : i + 1])
                     sent += 1
@@ -83,7 +87,7 @@ def flood(host: str, port: int, kind: str, seconds: float) -> int:
             else:
                 while time.monotonic() < deadline:
                     sock.sendall(burst[kind])
-                    sent += 64
+                    sent += 4 if kind == "costly" else 64
         except OSError:
             pass  # closed by the daemon (abuse strikes, 1009): come back
     return sent
