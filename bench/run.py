@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 BENCH = Path(__file__).parent
 ROOT = BENCH.parent
@@ -63,7 +63,7 @@ def start_daemon(
             str(cpu),
             sys.executable,
             "-m",
-            "cli",
+            "partysub_cli",
             "serve",
             "-c",
             str(path),

@@ -18,10 +18,11 @@ import typer
 from rich.console import Console
 
 import partysub
-from cli import remote, views
 from partysubd import __version__
-from partysubd.config import Config, ConfigError, check_listen, load_config
-from partysubd.logs import FORMATS
+from partysubd.core.config import Config, ConfigError, check_listen, load_config
+from partysubd.runtime.logs import FORMATS
+
+from . import remote, views
 
 app = typer.Typer(
     name="partysub",
@@ -144,8 +145,8 @@ def serve(
 
       partysub serve -c cluster.toml --cluster-name web-1 --admin-listen unix:/run/partysub/1.sock
     """
-    from partysubd.daemon import Overrides, StartupError, run
-    from partysubd.logs import setup_logging
+    from partysubd.runtime.daemon import Overrides, StartupError, run
+    from partysubd.runtime.logs import setup_logging
 
     if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
@@ -439,7 +440,7 @@ def token(
 
     Example: partysub token -c partysub.toml --room lobby --sub 'chat:*' --pub chat:1 --ttl 600
     """
-    from partysubd.auth import mint
+    from partysub.tokens import mint
 
     audience = issuer = None
     if secret is None:
@@ -473,7 +474,7 @@ def api_key() -> None:
     """
     import secrets
 
-    from partysubd.auth import hash_api_key
+    from partysubd.core.auth import hash_api_key
 
     key = secrets.token_urlsafe(32)
     typer.echo(f"key (give it to the publisher): {key}")

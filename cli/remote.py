@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from partysubd.config import Config
+from partysubd.core.config import Config
 
 
 class RemoteError(Exception):

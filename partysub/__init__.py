@@ -21,5 +21,15 @@ from partysub.client import (
     connect,
     publish,
 )
+from partysub.tokens import mint
 
-__all__ = ["Message", "PublishError", "Resume", "Status", "Subscription", "connect", "publish"]
+__all__ = [
+    "Message",
+    "PublishError",
+    "Resume",
+    "Status",
+    "Subscription",
+    "connect",
+    "mint",
+    "publish",
+]

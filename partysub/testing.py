@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 import pytest
 import trio
 
-from partysubd.config import DEFAULT_CONFIG_TOML, Config, parse_config
-from partysubd.daemon import Daemon, Overrides
+from partysubd.core.config import DEFAULT_CONFIG_TOML, Config, parse_config
+from partysubd.runtime.daemon import Daemon, Overrides
 
 START_TIMEOUT = 15.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from partysubd.outbox import Outbox
-from partysubd.protocol import MessageLimits, Publish, Variant, make_publish
+from partysubd.core.outbox import Outbox
+from partysubd.core.protocol import MessageLimits, Publish, Variant, make_publish
 
 
 class Conn:

@@ -39,7 +39,7 @@ class Daemon:
         command = [
             sys.executable,
             "-m",
-            "cli",
+            "partysub_cli",
             "serve",
             "--port",
             "0",

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partysubd.auth import AuthSettings, Grant, check_api_key, covers, hash_api_key, mint, verify
-from partysubd.topics import matches
+from partysub.tokens import mint
+from partysubd.core.auth import AuthSettings, Grant, check_api_key, covers, hash_api_key, verify
+from partysubd.core.topics import matches
 
 SECRET = "0123456789abcdef0123456789abcdef"
 HS = AuthSettings(required=True, secret=SECRET)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, load_config, parse_config
+from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, load_config, parse_config
 
 BASE = DEFAULT_BINDING_TOML
 

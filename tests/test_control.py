@@ -8,14 +8,14 @@ from dataclasses import replace
 import pytest
 
 from fakes import message
-from partysubd.admin import AdminApp, AdminState
-from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.inspect import Clock, connections_view, find_room, room_view, rooms_view
-from partysubd.outbox import Outbox
-from partysubd.protocol import Variant
-from partysubd.reload import plan_reload
-from partysubd.rooms import Hub
-from partysubd.stats import LatencyHistogram, RecentTopics
+from partysubd.control.admin import AdminApp, AdminState
+from partysubd.control.views import Clock, connections_view, find_room, room_view, rooms_view
+from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.core.outbox import Outbox
+from partysubd.core.protocol import Variant
+from partysubd.core.reload import plan_reload
+from partysubd.core.rooms import Hub
+from partysubd.core.stats import LatencyHistogram, RecentTopics
 
 
 class FakeConn:
@@ -251,7 +251,7 @@ def test_the_control_plane_answers_only_to_its_own_host_names(host: bytes, allow
 def test_log_lines_cannot_be_forged_by_what_clients_control() -> None:
     import logging
 
-    from partysubd.logs import JournalFormatter
+    from partysubd.runtime.logs import JournalFormatter
 
     record = logging.LogRecord(
         "partysubd.session",

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from harness import Daemon, RedisServer, masked_frame, upgrade_request
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 EXAMPLES = int(os.environ.get("PARTYSUB_ADVERSARIAL_EXAMPLES", "60"))
 MAX_MESSAGE = 8192
@@ -186,7 +186,7 @@ class Cluster:
 
 
 def _token() -> str:
-    from partysubd.auth import mint
+    from partysub.tokens import mint
 
     return mint(SECRET, ttl=3600)
 

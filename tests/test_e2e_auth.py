@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from harness import TESTS, Clients, Daemon, RawClient, upgrade_request
-from partysubd.auth import hash_api_key, mint
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysub.tokens import mint
+from partysubd.core.auth import hash_api_key
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 SECRET = "0123456789abcdef0123456789abcdef"
 API_KEY = "server-side-publisher-key-0001"
@@ -154,7 +155,7 @@ def test_partysub_token_command_mints_from_the_config(secured: Daemon, tmp_path:
         [
             sys.executable,
             "-m",
-            "cli",
+            "partysub_cli",
             "token",
             "-c",
             str(tmp_path / "partysub.toml"),

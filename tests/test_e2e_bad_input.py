@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import Clients, Daemon, RawClient, masked_frame, open_fds
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 CONFIG = (
     """

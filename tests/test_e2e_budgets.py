@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from harness import Daemon, RawClient, masked_frame, upgrade_request
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 MIB = 1024 * 1024
 

@@ -29,7 +29,7 @@ from harness import (
     free_port,
     node_available,
 )
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 CHANNEL = "partysub:{PubSub:lobby}"
 # A binding with a history: in a cluster, Redis numbers its messages.
@@ -137,7 +137,7 @@ def test_three_daemons_deliver_every_message_once_in_publisher_order(
         {"party": "pub-sub", "room": "lobby", "connections": 6, "daemons": 3}
     ]
     listing = subprocess.run(
-        [sys.executable, "-m", "cli", "rooms", "--admin", daemons[2].admin or ""],
+        [sys.executable, "-m", "partysub_cli", "rooms", "--admin", daemons[2].admin or ""],
         capture_output=True,
         text=True,
         timeout=30,
@@ -163,7 +163,15 @@ def test_three_daemons_deliver_every_message_once_in_publisher_order(
     assert {p["pattern"]: p["connections"] for p in across["patterns"]} == {"*": 3}
     assert across["recent_topics"][0]["count"] == expected
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "topics", "lobby", "--admin", daemons[1].admin or ""],
+        [
+            sys.executable,
+            "-m",
+            "partysub_cli",
+            "topics",
+            "lobby",
+            "--admin",
+            daemons[1].admin or "",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -264,7 +272,7 @@ def test_a_killed_daemon_drops_out_and_nothing_else_changes(
     post(b, "t", "still here")
     assert ca.message("sub")["data"] == "still here"
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "cluster", "--admin", a.admin or "", "--json"],
+        [sys.executable, "-m", "partysub_cli", "cluster", "--admin", a.admin or "", "--json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -272,7 +280,7 @@ def test_a_killed_daemon_drops_out_and_nothing_else_changes(
     assert done.returncode == 0, done.stderr
     assert [d["name"] for d in json.loads(done.stdout)["daemons"]] == ["d0", "d1"]
     table = subprocess.run(
-        [sys.executable, "-m", "cli", "cluster", "--admin", a.admin or ""],
+        [sys.executable, "-m", "partysub_cli", "cluster", "--admin", a.admin or ""],
         capture_output=True,
         text=True,
         timeout=30,

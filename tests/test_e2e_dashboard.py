@@ -17,7 +17,7 @@ from trio_websocket import open_websocket_url
 
 from browser import Browser
 from harness import Clients, Daemon, RedisServer, node_available
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 WITH_HISTORY = (
     DEFAULT_BINDING_TOML

@@ -14,7 +14,7 @@ import pytest
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from harness import Clients, Daemon, RawClient, masked_frame, upgrade_request
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 BASE = (
     """

@@ -89,7 +89,17 @@ def check_pages(browser: Browser, daemon: Daemon, base: str, name: str) -> None:
     url = f"http://{daemon.address}"
     for topic, message in (("chat", "hello from the CLI"), ("sports:goal", "1-0")):
         done = subprocess.run(
-            [sys.executable, "-m", "cli", "publish", "lobby", topic, message, "--url", url],
+            [
+                sys.executable,
+                "-m",
+                "partysub_cli",
+                "publish",
+                "lobby",
+                topic,
+                message,
+                "--url",
+                url,
+            ],
             capture_output=True,
             text=True,
             timeout=30,

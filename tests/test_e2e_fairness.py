@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import TESTS, Daemon, RawClient, masked_frame
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 CONFIG = "[server]\nping_interval = 0\n\n" + DEFAULT_BINDING_TOML
 FLOOD_SECONDS = 4.0

@@ -15,8 +15,8 @@ import trio
 import trio_websocket
 
 from partysub.testing import RunningDaemon, running_daemon
-from partysubd.outbox import Outbox
-from partysubd.session import Session
+from partysubd.core.outbox import Outbox
+from partysubd.core.session import Session
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_a_fault_delivering_to_one_subscriber_spares_the_others(
 def test_a_fault_in_a_control_plane_handler_is_a_500_without_a_traceback(
     daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from partysubd import inspect
+    from partysubd.control import views as inspect
 
     def faulty(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("injected fault")

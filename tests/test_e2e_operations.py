@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from harness import TESTS, Clients, Daemon
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 ROOT = TESTS.parent
 
@@ -29,7 +29,7 @@ def cli(
     *args: str, stdin: str | None = None, timeout: float = 20
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "partysub_cli", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -108,7 +108,7 @@ def test_cli_subscribe_receives_a_post(daemon: Daemon) -> None:
         [
             sys.executable,
             "-m",
-            "cli",
+            "partysub_cli",
             "subscribe",
             "lobby",
             "--topics",
@@ -389,7 +389,7 @@ def test_sd_notify_ready_reload_watchdog_stopping(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cli",
+            "partysub_cli",
             "serve",
             "-c",
             str(config),

@@ -8,7 +8,7 @@ import sys
 
 from harness import Daemon, Terminal, free_port
 
-CLI = (sys.executable, "-m", "cli")
+CLI = (sys.executable, "-m", "partysub_cli")
 
 
 def assert_one_clean_line(text: str, expected: str) -> None:

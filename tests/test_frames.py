@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol
 
-from partysubd.frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, text_frame, unmask
+from partysubd.core.frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, text_frame, unmask
 
 
 def decode_server_frames(data: bytes) -> list[str]:
@@ -99,7 +99,7 @@ def test_oversized_control_frame_goes_to_wsproto_at_once() -> None:
 def test_a_frame_trickled_one_byte_at_a_time_is_not_copied_per_byte() -> None:
     """Appending in place: the buffer is the same object however many reads it took
     (the old splitter built a new bytes object per read: quadratic in the frame)."""
-    from partysubd.frames import FrameSplitter
+    from partysubd.core.frames import FrameSplitter
 
     frame = bytes((0x81, 0x80 | 126)) + (60_000).to_bytes(2, "big") + b"\0\0\0\0" + b"x" * 60_000
     splitter = FrameSplitter(100_000)

@@ -7,9 +7,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.rooms import Hub
-from partysubd.session import Phase, Session
+from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.core.rooms import Hub
+from partysubd.core.session import Phase, Session
 
 HUB_CONFIG = "[server]\nmax_message_size = 4096\nmax_topics = 5\n" + DEFAULT_BINDING_TOML
 

@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fakes import Conn, message
-from partysubd import protocol
-from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
-from partysubd.history import History, parse_cursor
-from partysubd.outbox import DropOldestOutbox, LatestOutbox, Outbox
-from partysubd.protocol import (
+from partysubd.core import protocol
+from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
+from partysubd.core.history import History, parse_cursor
+from partysubd.core.outbox import DropOldestOutbox, LatestOutbox, Outbox
+from partysubd.core.protocol import (
     ErrorCode,
     MessageLimits,
     ProtocolError,
@@ -28,8 +28,8 @@ from partysubd.protocol import (
     message_frame,
     parse_msgpack_message,
 )
-from partysubd.ratelimit import AddressLimiter, PublishLimiter, TokenBucket
-from partysubd.rooms import Hub
+from partysubd.core.ratelimit import AddressLimiter, PublishLimiter, TokenBucket
+from partysubd.core.rooms import Hub
 
 # --- history and cursors -------------------------------------------------------------
 
@@ -248,7 +248,7 @@ def hub_with(extra: str = "") -> Hub:
 
 
 def test_each_variant_in_use_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import partysubd.rooms as rooms
+    import partysubd.core.rooms as rooms
 
     calls: list[int] = []
     real: Callable[..., bytes] = protocol.encode_message

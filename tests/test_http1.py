@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partysubd.http1 import Body, End, Event, Head, Refusal, RequestReader, response
+from partysubd.core.http1 import Body, End, Event, Head, Refusal, RequestReader, response
 
 
 def events(data: bytes, max_head: int = 4096, max_body: int = 1000, cut: int = 0) -> list[Event]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.http1 import Head
-from partysubd.http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
-from partysubd.rooms import Hub
+from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.core.http1 import Head
+from partysubd.core.http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
+from partysubd.core.rooms import Hub
 
 CONFIG = (
     "[server]\nmax_header_bytes = 300\nmax_message_size = 100\n\n"

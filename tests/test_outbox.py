@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partysubd.outbox import Outbox
+from partysubd.core.outbox import Outbox
 
 
 def test_push_schedules_once_until_flushed() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partysubd.placement import (
+from partysubd.core.placement import (
     LOCATION_HINTS,
     NodeLayout,
     generate_ids,

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from fakes import message
-from partysubd.protocol import (
+from partysubd.core.protocol import (
     CURSOR_ROOM,
     ErrorCode,
     MessageLimits,

@@ -12,7 +12,7 @@ import trio
 import partysub
 from harness import Daemon
 from partysub.testing import RunningDaemon, running_daemon
-from partysubd.config import DEFAULT_BINDING_TOML
+from partysubd.core.config import DEFAULT_BINDING_TOML
 
 HISTORY = (
     "[server]\nping_interval = 0\n\n"

@@ -11,10 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fakes import Conn, message
-from partysubd.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
-from partysubd.members import Member, cluster_room_view, cluster_view, decode_member, local_rooms
-from partysubd.protocol import MessageLimits, Publish
-from partysubd.relay import (
+from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
+from partysubd.core.members import (
+    Member,
+    cluster_room_view,
+    cluster_view,
+    decode_member,
+    local_rooms,
+)
+from partysubd.core.protocol import MessageLimits, Publish
+from partysubd.core.relay import (
     BadBatch,
     Batch,
     Interest,
@@ -27,8 +33,8 @@ from partysubd.relay import (
     encode_item,
     room_of,
 )
-from partysubd.rooms import Hub, Party
-from partysubd.values import has_surrogate
+from partysubd.core.rooms import Hub, Party
+from partysubd.core.values import has_surrogate
 
 text = st.text().filter(lambda t: not has_surrogate(t))
 json_data = st.recursive(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from partysubd.routing import Route, RouteError, kebab_case, party_names, route, topics_from_query
+from partysubd.core.routing import (
+    Route,
+    RouteError,
+    kebab_case,
+    party_names,
+    route,
+    topics_from_query,
+)
 
 PARTIES = {"pub-sub": "P", "pubsub": "P", "chat": "C"}
 

@@ -23,9 +23,9 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameProtocol
 
-from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.rooms import Hub
-from partysubd.session import Session
+from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.core.rooms import Hub
+from partysubd.core.session import Session
 
 CONFIG = (
     DEFAULT_BINDING_TOML

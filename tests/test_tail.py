@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fakes import Conn, message
-from partysubd.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.rooms import Hub
-from partysubd.tail import Tail, Tails
+from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.core.rooms import Hub
+from partysubd.core.tail import Tail, Tails
 
 
 def test_tail_keeps_what_its_patterns_match_in_order() -> None:

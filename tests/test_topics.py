@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partysubd.topics import SubscriptionIndex, matches, prefix_of, topic_prefixes
+from partysubd.core.topics import SubscriptionIndex, matches, prefix_of, topic_prefixes
 
 
 def test_everything_pattern_matches_any_topic() -> None:

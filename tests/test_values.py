@@ -11,8 +11,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partysubd import values
-from partysubd.protocol import (
+from partysubd.core import values
+from partysubd.core.protocol import (
     MessageLimits,
     ProtocolError,
     Publish,

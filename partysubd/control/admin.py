@@ -34,14 +34,15 @@ from hypercorn.typing import (
     WebsocketSendEvent,
 )
 
-from . import faults, inspect, metrics
-from .members import cluster_room_view, cluster_view
-from .rooms import Hub
-from .routing import topics_from_query
-from .tail import Tail
+from ..core import faults
+from ..core.members import cluster_room_view, cluster_view
+from ..core.rooms import Hub
+from ..core.routing import topics_from_query
+from ..core.tail import Tail
+from . import metrics, views
 
 if TYPE_CHECKING:
-    from .cluster import ClusterLink
+    from ..cluster.link import ClusterLink
 
 # Close code for connections an operator closes (private-use range, RFC 6455 7.4.2).
 CLOSED_BY_OPERATOR = 4000
@@ -78,7 +79,7 @@ class AdminState:
     hub: Hub
     version: str
     started: float
-    clock: Callable[[], inspect.Clock]
+    clock: Callable[[], views.Clock]
     listeners: dict[str, str] = field(default_factory=dict)
     # Live trio tasks (a leak shows here): the daemon passes trio's statistics.
     tasks: Callable[[], int] = lambda: 0
@@ -172,7 +173,7 @@ class AdminApp:
         if path == "/metrics":
             return 200, metrics.render(self.registry), metrics.CONTENT_TYPE, []
         if path == "/daemon":
-            view = inspect.daemon_view(
+            view = views.daemon_view(
                 hub,
                 version=state.version,
                 started=state.started,
@@ -182,7 +183,7 @@ class AdminApp:
             )
             return _json(200, {**view, "tasks": state.tasks()})
         if path == "/rooms":
-            view = inspect.rooms_view(hub)
+            view = views.rooms_view(hub)
             if state.cluster is not None:
                 whole = cluster_view(state.cluster.members, state.cluster.name, time.time())
                 view["cluster"] = {**whole["totals"], "by_room": whole["rooms"]}
@@ -190,24 +191,24 @@ class AdminApp:
         parts = path.split("/")
         if len(parts) in (4, 5) and parts[1] == "rooms" and parts[2] and parts[3]:
             party_name, room_name = unquote(parts[2]), unquote(parts[3])
-            room = inspect.find_room(hub, party_name, room_name)
+            room = views.find_room(hub, party_name, room_name)
             across = self._cluster_room(party_name, room_name)
             if isinstance(room, str):
                 if across is not None:
                     # Not here, but on other daemons of the cluster.
-                    absent = inspect.absent_room_view(hub, party_name, room_name, across)
+                    absent = views.absent_room_view(hub, party_name, room_name, across)
                     if len(parts) == 4:
                         return _json(200, absent)
                     if parts[4] == "connections":
                         return _json(200, {**_name_of(absent), "connections": []})
                 return _json(404, {"error": room})
             if len(parts) == 4:
-                detail = inspect.room_view(room, state.clock())
+                detail = views.room_view(room, state.clock())
                 if across is not None:
                     detail["cluster"] = across
                 return _json(200, detail)
             if parts[4] == "connections":
-                return _json(200, inspect.connections_view(room, state.clock()))
+                return _json(200, views.connections_view(room, state.clock()))
         return _json(
             404,
             {
@@ -281,7 +282,7 @@ class AdminApp:
         parts = path.split("/")
         if len(parts) != 6 or parts[1] != "rooms" or parts[4] != "connections":
             return _json(405, {"error": "DELETE only on /rooms/<party>/<room>/connections/<id>"})
-        room = inspect.find_room(self.state.hub, unquote(parts[2]), unquote(parts[3]))
+        room = views.find_room(self.state.hub, unquote(parts[2]), unquote(parts[3]))
         if isinstance(room, str):
             return _json(404, {"error": room})
         conn_id = unquote(parts[5])

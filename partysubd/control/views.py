@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .rooms import Hub, Party, Room
+from ..core.rooms import Hub, Party, Room
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,10 @@ from typing import cast
 
 import trio
 
-from . import faults
-from .config import ServerSettings
-from .rooms import Hub
-from .session import Session
+from ..core import faults
+from ..core.config import ServerSettings
+from ..core.rooms import Hub
+from ..core.session import Session
 from .tls import TLSLayer
 
 log = logging.getLogger("partysubd.engine")

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib import resources
 from itertools import pairwise
 from typing import Any
 
@@ -28,12 +29,12 @@ import coredis
 import trio
 from coredis.retry import NoRetryPolicy
 
-from . import faults
-from .config import ClusterSettings
-from .history import new_epoch
-from .members import Member, decode_member, local_rooms, room_details
-from .protocol import Publish
-from .relay import (
+from ..core import faults
+from ..core.config import ClusterSettings
+from ..core.history import new_epoch
+from ..core.members import Member, decode_member, local_rooms, room_details
+from ..core.protocol import Publish
+from ..core.relay import (
     BadBatch,
     Batch,
     Interest,
@@ -46,7 +47,7 @@ from .relay import (
     encode_batch,
     room_of,
 )
-from .rooms import Fetched, Hub, Party, Room
+from ..core.rooms import Fetched, Hub, Party, Room
 
 log = logging.getLogger("partysubd.cluster")
 
@@ -57,59 +58,13 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MOST = 2.0
 JITTER = 1.5  # a wait is backoff times 0.5 to 1.5
 
-# Numbering a room's messages (rooms with a history): one script per batch, so
-# the room's sequence, its stream and the publish to the other daemons happen
-# as one step and every daemon sees the stream's order. Keys share the room
-# channel's hash tag, so in a Redis Cluster they live on the channel's shard.
-#   KEYS: stream, seq, epoch
-#   ARGV: channel, origin, max messages, history ms, a fresh epoch,
-#         idempotency key prefix, PUBLISH or SPUBLISH, messages lost before
-#         these (their numbers are skipped: a hole no resume can cross),
-#         then (idem, item) pairs
-NUMBER_SCRIPT = """
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('DEL', KEYS[1], KEYS[2])
-end
-local ttl = tonumber(ARGV[4])
-if tonumber(ARGV[8]) > 0 then
-  redis.call('INCRBY', KEYS[2], ARGV[8])
-end
-local out = {}
-for i = 9, #ARGV, 2 do
-  local fresh = true
-  if ARGV[i] ~= '' then
-    fresh = redis.call('SET', ARGV[6] .. ARGV[i], '1', 'NX', 'PX', ttl)
-  end
-  if fresh then
-    local seq = redis.call('INCR', KEYS[2])
-    redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 's', seq, 'm', ARGV[i + 1])
-    out[#out + 1] = {seq, ARGV[i + 1]}
-  end
-end
-local now = redis.call('TIME')
-local horizon = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl
-redis.call('XTRIM', KEYS[1], 'MINID', math.max(horizon, 0) .. '-0')
-redis.call('SET', KEYS[3], epoch, 'PX', ttl)
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-if #out > 0 then
-  redis.call(ARGV[7], ARGV[1], cmsgpack.pack({ARGV[2], epoch, out}))
-end
-return #out
-"""
 
-# What a room's stream holds after a seq, read in one step with the seq and
-# epoch it belongs to. KEYS: stream, seq, epoch. ARGV: after.
-FETCH_SCRIPT = """
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then return {false, 0, {}} end
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local wanted = last - tonumber(ARGV[1])
-if wanted <= 0 then return {epoch, last, {}} end
-return {epoch, last, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', wanted)}
-"""
+# The Lua scripts Redis runs for rooms with a history, shipped beside this file:
+# number.lua numbers a room's batch (sequence, stream, idempotency keys and the
+# publish to the other daemons as one step), fetch.lua reads a room's stream
+# after a seq for a resume. Each says what its KEYS and ARGV are.
+NUMBER_SCRIPT = resources.files(__package__).joinpath("number.lua").read_text()
+FETCH_SCRIPT = resources.files(__package__).joinpath("fetch.lua").read_text()
 
 
 def room_keys(channel: str) -> list[str]:

@@ -20,10 +20,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .rooms import Hub
+from ..core.rooms import Hub
 
 if TYPE_CHECKING:
-    from .cluster import ClusterLink
+    from ..cluster.link import ClusterLink
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -193,32 +192,3 @@ def _time_claim(claims: dict[str, Any], name: str) -> float | str | None:
 def check_api_key(presented: str, settings: AuthSettings) -> bool:
     digest = hash_api_key(presented)
     return any(hmac.compare_digest(digest, known) for known in settings.api_key_hashes)
-
-
-def mint(
-    secret: str,
-    *,
-    rooms: Sequence[str] | None = None,
-    sub: Sequence[str] | None = None,
-    pub: Sequence[str] | None = None,
-    ttl: float = 3600,
-    subject: str | None = None,  # used when ``sub`` (topic patterns) is not
-    audience: str | None = None,
-    issuer: str | None = None,
-) -> str:
-    """An HS256 token for ``partysub token`` and for tests."""
-    now = int(time.time())
-    claims: dict[str, Any] = {"iat": now, "exp": now + int(ttl)}
-    if rooms is not None:
-        claims["rooms"] = list(rooms)
-    if sub is not None:
-        claims["sub"] = list(sub)
-    elif subject is not None:
-        claims["sub"] = subject
-    if pub is not None:
-        claims["pub"] = list(pub)
-    if audience is not None:
-        claims["aud"] = audience
-    if issuer is not None:
-        claims["iss"] = issuer
-    return jwt.encode(claims, secret, algorithm="HS256")

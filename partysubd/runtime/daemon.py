@@ -23,14 +23,15 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from . import __version__, inspect
-from .admin import AdminApp, AdminState
-from .cluster import ClusterLink
-from .config import AdminSettings, Config, ConfigError, load_config
+from .. import __version__
+from ..cluster.link import ClusterLink
+from ..control import views
+from ..control.admin import AdminApp, AdminState
+from ..core.config import AdminSettings, Config, ConfigError, load_config
+from ..core.reload import plan_reload
+from ..core.rooms import Hub
 from .engine import Engine, ListenError, open_listener
 from .logs import set_level
-from .reload import plan_reload
-from .rooms import Hub
 from .sdnotify import Notifier, watchdog_interval
 from .tls import server_context
 
@@ -79,13 +80,13 @@ class Daemon:
             hub=self.hub,
             version=__version__,
             started=0.0,
-            clock=lambda: inspect.Clock(trio.current_time(), time.time()),
+            clock=lambda: views.Clock(trio.current_time(), time.time()),
             token=self.config.admin.token,
         )
         self.engine: Engine | None = None
 
     def status(self) -> str:
-        totals = inspect.totals(self.hub)
+        totals = views.totals(self.hub)
         return (
             f"{totals['connections']} connections in {totals['rooms']} rooms; "
             f"{totals['messages_in']} published, {totals['messages_out']} delivered"

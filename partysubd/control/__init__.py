@@ -1,0 +1,1 @@
+"""The control plane: the operators' JSON API, Prometheus metrics and the dashboard."""
