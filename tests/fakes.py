@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from partysubd.core.envelope import Envelope
+from partysubd.core.hub import Hub
 from partysubd.core.outbox import Outbox
 from partysubd.core.protocol import MessageLimits, Publish, Variant, make_publish
+from partysubd.core.registry import Room
 
 
 class Conn:
@@ -40,3 +43,17 @@ def message(
     made = make_publish(topic, data, MessageLimits(), has_data=has_data, idem=idem)
     assert isinstance(made, Publish), made
     return made
+
+
+def publish(
+    hub: Hub,
+    room: Room,
+    message: Publish,
+    publisher: str | None = None,
+    now: float = 0.0,
+    *,
+    skip_publisher: bool = False,
+) -> int | None:
+    """A publish made here into ``room``, as a session makes it."""
+    envelope = Envelope(message, publisher, skip_publisher)
+    return hub.fanout.deliver(room.party, room.name, envelope, now)

@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from fakes import message
+from fakes import message, publish
 from partysubd.control.admin import AdminApp, AdminState
 from partysubd.control.views import Clock, connections_view, find_room, room_view, rooms_view
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
+from partysubd.core.hub import Hub
 from partysubd.core.outbox import Outbox
 from partysubd.core.protocol import Variant
 from partysubd.core.reload import plan_reload
-from partysubd.core.rooms import Hub
 from partysubd.core.stats import LatencyHistogram, RecentTopics
 
 
@@ -30,32 +30,32 @@ class FakeConn:
 
 
 def make_hub(extra: str = "") -> Hub:
-    return Hub(parse_config(DEFAULT_BINDING_TOML + extra, "t.toml"), random.Random(3))
+    return Hub.build(parse_config(DEFAULT_BINDING_TOML + extra, "t.toml"), rng=random.Random(3))
 
 
 def test_publish_counts_traffic_topics_and_latency() -> None:
     hub = make_hub()
-    party = hub.parties["pubsub"]
+    party = hub.registry.parties["pubsub"]
     a, b = FakeConn("a", "US"), FakeConn("b")
-    room = hub.join(party, "lobby", a, "US", ["*"]).room
-    hub.join(party, "lobby", b, None, ["chat:*"])
-    assert hub.publish(room, message("chat:1", 1), None, now=20.0) == 2
-    assert hub.publish(room, message("news", 22), None, now=21.0) == 1
+    room = hub.registry.join(party, "lobby", a, "US", ["*"]).room
+    hub.registry.join(party, "lobby", b, None, ["chat:*"])
+    assert publish(hub, room, message("chat:1", 1), None, now=20.0) == 2
+    assert publish(hub, room, message("news", 22), None, now=21.0) == 1
     assert (room.traffic.messages_in, room.traffic.messages_out) == (2, 3)
     # {"topic":"chat:1","data":1} and {"topic":"news","data":22}, each with a 2-byte header
     assert (room.traffic.bytes_in, room.traffic.bytes_out) == (29 + 28, 2 * 29 + 28)
     assert party.traffic == room.traffic
     assert [(t, u.count) for t, u in room.topics.items()] == [("news", 1), ("chat:1", 1)]
-    hub.flushed(20.5)
-    assert hub.flush_latency.count == 1 and hub.flush_latency.sum == pytest.approx(0.5)
+    hub.flush.flushed(20.5)
+    assert hub.flush.latency.count == 1 and hub.flush.latency.sum == pytest.approx(0.5)
 
 
 def test_views() -> None:
     hub = make_hub()
-    party = hub.parties["pubsub"]
+    party = hub.registry.parties["pubsub"]
     a = FakeConn("a", "US")
-    room = hub.join(party, "lobby", a, "US", ["chat:*", "x"]).room
-    hub.publish(room, message("x", 1), None, now=11.0)
+    room = hub.registry.join(party, "lobby", a, "US", ["chat:*", "x"]).room
+    publish(hub, room, message("x", 1), None, now=11.0)
     clock = Clock(monotonic=12.0, wall=1000.0)
     listing = rooms_view(hub)
     assert listing["totals"] == {
@@ -130,17 +130,17 @@ def test_reload_applies_limits_and_bindings_and_keeps_addresses() -> None:
 
 def test_reload_keeps_a_removed_binding_and_live_rooms_keep_their_layout() -> None:
     old = parse_config(DEFAULT_BINDING_TOML, "t")
-    hub = Hub(old, random.Random(1))
-    party = hub.parties["pubsub"]
-    room = hub.join(party, "live", FakeConn("a"), None, ["*"]).room
+    hub = Hub.build(old, rng=random.Random(1))
+    party = hub.registry.parties["pubsub"]
+    room = hub.registry.join(party, "live", FakeConn("a"), None, ["*"]).room
     new = parse_config(
         DEFAULT_BINDING_TOML
         + '[[pubsub]]\nbinding = "PubSub"\nnodes = 1\nlocations = { weur = 1 }\n',
         "t",
     )
-    hub.apply(plan_reload(old, new).config)
+    hub.registry.apply(plan_reload(old, new).config)
     assert room.layout is old.bindings[0].layout
-    assert hub.join(party, "fresh", FakeConn("b"), None, ["*"]).node.id == "weur-0"
+    assert hub.registry.join(party, "fresh", FakeConn("b"), None, ["*"]).node.id == "weur-0"
     removed = plan_reload(new, replace(new, bindings=()))
     assert [b.name for b in removed.config.bindings] == ["PubSub"]
     assert removed.kept == ("binding PubSub removed from the config: kept until a restart",)

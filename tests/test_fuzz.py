@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.core.rooms import Hub
+from partysubd.core.hub import Hub
 from partysubd.core.session import Phase, Session
 
 HUB_CONFIG = "[server]\nmax_message_size = 4096\nmax_topics = 5\n" + DEFAULT_BINDING_TOML
@@ -21,8 +21,9 @@ UPGRADE = (
 
 
 def new_session() -> tuple[Hub, Session]:
-    hub = Hub(parse_config(HUB_CONFIG, "fuzz"), random.Random(0))
-    return hub, Session(hub, "127.0.0.1:1", now=0.0)
+    config = parse_config(HUB_CONFIG, "fuzz")
+    hub = Hub.build(config, rng=random.Random(0))
+    return hub, Session(hub, config.server, "127.0.0.1:1", now=0.0)
 
 
 def feed(session: Session, chunks: list[bytes]) -> None:
@@ -37,7 +38,7 @@ def feed(session: Session, chunks: list[bytes]) -> None:
 def test_random_bytes_as_http(chunks: list[bytes]) -> None:
     hub, session = new_session()
     feed(session, chunks)
-    assert not any(room.connections for room in hub.parties["pubsub"].rooms.values())
+    assert not any(room.connections for room in hub.registry.parties["pubsub"].rooms.values())
 
 
 http_pieces = st.sampled_from(
@@ -116,4 +117,4 @@ def test_random_frames_after_an_upgrade(frame_list: list[bytes], cut: int) -> No
     assert session.phase is Phase.WEBSOCKET
     data = b"".join(frame_list)
     feed(session, [data[i : i + cut] for i in range(0, len(data), cut)])
-    assert "fuzz" not in hub.parties["pubsub"].rooms, "the room is released"
+    assert "fuzz" not in hub.registry.parties["pubsub"].rooms, "the room is released"

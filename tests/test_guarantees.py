@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn, message
+from fakes import Conn, message, publish
 from partysubd.core import protocol
 from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
 from partysubd.core.history import History, parse_cursor
+from partysubd.core.hub import Hub
 from partysubd.core.outbox import DropOldestOutbox, LatestOutbox, Outbox
 from partysubd.core.protocol import (
     ErrorCode,
@@ -29,7 +30,6 @@ from partysubd.core.protocol import (
     parse_msgpack_message,
 )
 from partysubd.core.ratelimit import AddressLimiter, PublishLimiter, TokenBucket
-from partysubd.core.rooms import Hub
 
 # --- history and cursors -------------------------------------------------------------
 
@@ -244,11 +244,11 @@ def test_bytes_reach_json_subscribers_marked_base64() -> None:
 
 
 def hub_with(extra: str = "") -> Hub:
-    return Hub(parse_config(DEFAULT_BINDING_TOML + extra, "t"), random.Random(5))
+    return Hub.build(parse_config(DEFAULT_BINDING_TOML + extra, "t"), rng=random.Random(5))
 
 
 def test_each_variant_in_use_is_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import partysubd.core.rooms as rooms
+    import partysubd.core.fanout as rooms
 
     calls: list[int] = []
     real: Callable[..., bytes] = protocol.encode_message
@@ -259,31 +259,31 @@ def test_each_variant_in_use_is_encoded_once(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(rooms, "encode_message", counting)
     hub = hub_with()
-    party = hub.parties["pubsub"]
+    party = hub.registry.parties["pubsub"]
     conns = [Conn(f"j{i}") for i in range(5)]
     conns += [Conn(f"m{i}", Variant.MSGPACK_IDS) for i in range(5)]
     room = None
     for conn in conns:
-        room = hub.join(party, "r", conn, None, ["*"]).room
+        room = hub.registry.join(party, "r", conn, None, ["*"]).room
     assert room is not None
-    assert hub.publish(room, message("t", 1), None, 1.0) == 10
+    assert publish(hub, room, message("t", 1), None, 1.0) == 10
     assert sorted(calls) == [Variant.JSON, Variant.MSGPACK_IDS]
     assert len({id(c.out.chunks[0]) for c in conns}) == 2, "one bytes object per variant"
 
 
 def test_skip_self_leaves_out_every_socket_of_the_publisher() -> None:
     hub = hub_with()
-    party = hub.parties["pubsub"]
+    party = hub.registry.parties["pubsub"]
     tab1, tab2 = Conn("u", skip_self=True), Conn("u", skip_self=True)
     echo, other = Conn("v"), Conn("w")
     room = None
     for conn in (tab1, tab2, echo, other):
-        room = hub.join(party, "r", conn, None, ["*"]).room
+        room = hub.registry.join(party, "r", conn, None, ["*"]).room
     assert room is not None
-    assert hub.publish(room, message("t", 1), "u", 1.0) == 2
+    assert publish(hub, room, message("t", 1), "u", 1.0) == 2
     assert tab1.frames() == [] and tab2.frames() == [] and len(other.frames()) == 1
-    assert hub.publish(room, message("t", 2), "v", 1.0) == 4, "v did not ask to skip itself"
-    assert hub.publish(room, message("t", 3), "w", 1.0, skip_publisher=True) == 3
+    assert publish(hub, room, message("t", 2), "v", 1.0) == 4, "v did not ask to skip itself"
+    assert publish(hub, room, message("t", 3), "w", 1.0, skip_publisher=True) == 3
 
 
 def test_autoscaling_grows_and_shrinks_per_location() -> None:
@@ -291,15 +291,19 @@ def test_autoscaling_grows_and_shrinks_per_location() -> None:
         '[[pubsub]]\nbinding = "PubSub"\nnodes = "auto"\nmax_connections_per_node = 2\n'
         "locations = { wnam = 1, weur = 1 }\n"
     )
-    party = hub.parties["pubsub"]
-    members = [hub.join(party, "r", Conn(f"c{i}"), "US", ["*"], now=float(i)) for i in range(5)]
+    party = hub.registry.parties["pubsub"]
+    members = [
+        hub.registry.join(party, "r", Conn(f"c{i}"), "US", ["*"], now=float(i)) for i in range(5)
+    ]
     room = members[0].room
     assert sorted(room.nodes) == ["wnam-0", "wnam-1", "wnam-2"]
     assert max(len(n.index) for n in room.nodes.values()) == 2
-    eu = hub.join(party, "r", Conn("e"), "DE", ["*"])
+    eu = hub.registry.join(party, "r", Conn("e"), "DE", ["*"])
     assert eu.node.id == "weur-0"
     for i, membership in enumerate(members[:4]):
-        hub.leave(next(iter(membership.node.index.subscribers())), membership, now=10.0 + i)
+        hub.registry.leave(
+            next(iter(membership.node.index.subscribers())), membership, now=10.0 + i
+        )
     assert len(room.nodes) <= 3
     assert [count for _, count in room.node_counts][:4] == [1, 2, 3, 4]
 
@@ -317,15 +321,15 @@ def test_nodes_auto_in_config() -> None:
 
 def test_history_keeps_an_empty_room_until_it_expires() -> None:
     hub = hub_with('[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 10\nhistory_seconds = 5\n')
-    party = hub.parties["pubsub"]
+    party = hub.registry.parties["pubsub"]
     conn = Conn("a")
-    membership = hub.join(party, "r", conn, None, ["*"])
-    hub.publish(membership.room, message("t", 1), None, 1.0)
-    hub.leave(conn, membership, 2.0)
+    membership = hub.registry.join(party, "r", conn, None, ["*"])
+    publish(hub, membership.room, message("t", 1), None, 1.0)
+    hub.registry.leave(conn, membership, 2.0)
     assert "r" in party.rooms, "kept for a client that comes back"
-    hub.expire(3.0)
+    hub.registry.expire(3.0)
     assert "r" in party.rooms
-    hub.expire(7.0)
+    hub.registry.expire(7.0)
     assert "r" not in party.rooms
 
 

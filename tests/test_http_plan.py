@@ -7,7 +7,7 @@ import pytest
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.core.http1 import Head
 from partysubd.core.http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
-from partysubd.core.rooms import Hub
+from partysubd.core.hub import Hub
 
 CONFIG = (
     "[server]\nmax_header_bytes = 300\nmax_message_size = 100\n\n"
@@ -30,14 +30,14 @@ UPGRADE = [
 
 @pytest.fixture
 def hub() -> Hub:
-    return Hub(parse_config(CONFIG, "t"))
+    return Hub.build(parse_config(CONFIG, "t"))
 
 
 def plan(
     hub: Hub, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: int = 0
 ) -> object:
     head = Head(method, target, headers, content_length=body)
-    return plan_request(head, hub.parties, hub.config.server, wall=0.0)
+    return plan_request(head, hub.registry.parties, parse_config(CONFIG, "t").server, wall=0.0)
 
 
 def test_upgrade_is_accepted_with_the_rfc_token(hub: Hub) -> None:

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn, message
+from fakes import Conn, message, publish
+from partysubd.core.clustering import NoCluster
 from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
+from partysubd.core.envelope import Envelope, Origin
+from partysubd.core.hub import Hub
 from partysubd.core.members import (
     Member,
     cluster_room_view,
@@ -19,7 +22,8 @@ from partysubd.core.members import (
     decode_member,
     local_rooms,
 )
-from partysubd.core.protocol import MessageLimits, Publish
+from partysubd.core.protocol import MessageLimits
+from partysubd.core.registry import Party
 from partysubd.core.relay import (
     BadBatch,
     Batch,
@@ -33,7 +37,6 @@ from partysubd.core.relay import (
     encode_item,
     room_of,
 )
-from partysubd.core.rooms import Hub, Party
 from partysubd.core.values import has_surrogate
 
 text = st.text().filter(lambda t: not has_surrogate(t))
@@ -193,31 +196,62 @@ def test_interest_reports_net_changes_and_everything_after_a_reconnect() -> None
     assert interest.take_changes() == ([], [])
 
 
+class RecordingCluster(NoCluster):
+    """The cluster hooks, writing down what the core asked of them."""
+
+    active = True
+
+    def __init__(self) -> None:
+        self.relayed: list[tuple[str, str, Any, str | None, bool]] = []
+        self.wanted: list[tuple[str, bool]] = []
+
+    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
+        m = envelope.message
+        self.relayed.append(
+            (party.binding.name, room, m.data, envelope.publisher, envelope.skip_publisher)
+        )
+
+    def interest(self, party: Party, room: str, wanted: bool) -> None:
+        self.wanted.append((room, wanted))
+
+
 def test_hub_relays_local_publishes_only_and_reports_interest() -> None:
-    hub = Hub(parse_config(DEFAULT_BINDING_TOML, "t"), random.Random(2))
-    relayed: list[tuple[str, str, Any, str | None, bool]] = []
-    interest: list[tuple[str, bool]] = []
-
-    def relay(party: Party, room: str, message: Publish, publisher: str | None, skip: bool) -> None:
-        relayed.append((party.binding.name, room, message.data, publisher, skip))
-
-    hub.relay = relay
-    hub.interest = lambda party, room, wanted: interest.append((room, wanted))
-    party = hub.parties["pubsub"]
+    cluster = RecordingCluster()
+    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), cluster, random.Random(2))
+    party = hub.registry.parties["pubsub"]
     a, b = Conn("a"), Conn("b", skip_self=True)
-    membership = hub.join(party, "r", a, None, ["*"])
-    membership_b = hub.join(party, "r", b, None, ["*"])
-    assert interest == [("r", True)], "once, for the room's first connection"
-    hub.publish(membership.room, message("t", 1), "a", 1.0)
-    assert hub.deliver_relayed("PubSub", "r", message("t", 2), "b", False, 2.0) == 1
-    assert hub.deliver_relayed("PubSub", "nobody-here", message("t", 3), None, False, 2.0) == 0
-    assert hub.deliver_relayed("NoSuchBinding", "r", message("t", 3), None, False, 2.0) == 0
-    hub.publish_elsewhere(party, "empty", message("t", 4), "x", 3.0, skip_publisher=True)
-    assert relayed == [("PubSub", "r", 1, "a", False), ("PubSub", "empty", 4, "x", True)]
-    hub.leave(a, membership)
-    assert interest == [("r", True)]
-    hub.leave(b, membership_b)
-    assert interest == [("r", True), ("r", False)], "once, for its last"
+    membership = hub.registry.join(party, "r", a, None, ["*"])
+    membership_b = hub.registry.join(party, "r", b, None, ["*"])
+    assert cluster.wanted == [("r", True)], "once, for the room's first connection"
+    publish(hub, membership.room, message("t", 1), "a", 1.0)
+    relayed = Envelope(message("t", 2), "b", origin=Origin.RELAYED)
+    assert hub.fanout.deliver(party, "r", relayed, 2.0) == 1
+    elsewhere = Envelope(message("t", 3), origin=Origin.RELAYED)
+    assert hub.fanout.deliver(party, "nobody-here", elsewhere, 2.0) == 0
+    empty = Envelope(message("t", 4), "x", skip_publisher=True)
+    assert hub.fanout.deliver(party, "empty", empty, 3.0) == 0
+    assert cluster.relayed == [("PubSub", "r", 1, "a", False), ("PubSub", "empty", 4, "x", True)]
+    hub.registry.leave(a, membership)
+    assert cluster.wanted == [("r", True)]
+    hub.registry.leave(b, membership_b)
+    assert cluster.wanted == [("r", True), ("r", False)], "once, for its last"
+
+
+def test_the_link_delivers_only_into_bindings_this_daemon_has() -> None:
+    from partysubd.cluster.link import ClusterLink
+    from partysubd.core.config import ClusterSettings
+
+    config = parse_config(DEFAULT_BINDING_TOML, "t")
+    link = ClusterLink(ClusterSettings(redis_url="redis://127.0.0.1:1"), "d1")
+    hub = Hub.build(config, link, random.Random(2))
+    link.attach(hub, config.server)
+    conn = Conn("c")
+    hub.registry.join(hub.registry.parties["pubsub"], "r", conn, None, ["*"])
+    envelope = Envelope(message("t", 3), origin=Origin.RELAYED)
+    link._deliver("NoSuchBinding", "r", envelope, 2.0)
+    assert conn.frames() == []
+    link._deliver("PubSub", "r", envelope, 2.0)
+    assert len(conn.frames()) == 1
 
 
 def test_members_encode_decode_and_the_cluster_view() -> None:
@@ -235,11 +269,11 @@ def test_members_encode_decode_and_the_cluster_view() -> None:
 
 
 def test_local_rooms_counts_live_connections() -> None:
-    hub = Hub(parse_config(DEFAULT_BINDING_TOML, "t"), random.Random(2))
-    party = hub.parties["pubsub"]
+    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), rng=random.Random(2))
+    party = hub.registry.parties["pubsub"]
     for i in range(3):
-        hub.join(party, "r", Conn(f"c{i}"), None, ["*"])
-    assert local_rooms(hub) == (3, {"pub-sub/r": 3})
+        hub.registry.join(party, "r", Conn(f"c{i}"), None, ["*"])
+    assert local_rooms(hub.registry) == (3, {"pub-sub/r": 3})
 
 
 def test_cluster_config_errors_name_their_key() -> None:
@@ -294,17 +328,17 @@ def test_waiting_numbered_messages_are_marked_delivered_once() -> None:
 
 def test_per_address_limits_are_shared_out_over_the_cluster() -> None:
     extra = '\n[[pubsub]]\nbinding = "PubSub"\nconnect_rate = 10\nconnect_burst = 10\n'
-    hub = Hub(parse_config(DEFAULT_BINDING_TOML + extra, "t"), random.Random(2))
-    party = hub.parties["pubsub"]
+    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML + extra, "t"), rng=random.Random(2))
+    party = hub.registry.parties["pubsub"]
 
     def admitted(now: float) -> int:
         return sum(1 for _ in range(20) if party.connect_limiter.take("1.2.3.4", now) == 0)
 
     assert admitted(0.0) == 10
-    hub.set_cluster_size(2)
+    hub.registry.set_cluster_size(2)
     assert admitted(100.0) == 5, "each of two daemons admits half the burst"
     assert party.connect_limiter.rate == 5
-    hub.set_cluster_size(0)
+    hub.registry.set_cluster_size(0)
     assert party.share == 1
 
 

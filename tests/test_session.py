@@ -24,7 +24,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameProtocol
 
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.core.rooms import Hub
+from partysubd.core.hub import Hub
 from partysubd.core.session import Session
 
 CONFIG = (
@@ -47,9 +47,12 @@ allowed_origins = ["https://ok.example"]
 )
 
 
+SETTINGS = parse_config(CONFIG, "test").server
+
+
 @pytest.fixture
 def hub() -> Hub:
-    return Hub(parse_config(CONFIG, "test"), random.Random(7))
+    return Hub.build(parse_config(CONFIG, "test"), rng=random.Random(7))
 
 
 def drain(session: Session) -> bytes:
@@ -66,7 +69,7 @@ class WSPeer:
     def __init__(
         self, hub: Hub, target: str = "/parties/pubsub/room", headers: dict[str, str] | None = None
     ) -> None:
-        self.session = Session(hub, "peer", now=0.0)
+        self.session = Session(hub, SETTINGS, "peer", now=0.0)
         self.client = WSConnection(ConnectionType.CLIENT)
         extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         self.feed(self.client.send(Request(host="x", target=target, extra_headers=extra)))
@@ -106,7 +109,7 @@ class WSPeer:
 def test_handshake_and_publish_across_nodes(hub: Hub) -> None:
     peers = [WSPeer(hub) for _ in range(12)]
     assert all(p.accepted for p in peers)
-    room = hub.parties["pubsub"].rooms["room"]
+    room = hub.registry.parties["pubsub"].rooms["room"]
     assert len(room.nodes) > 1, "subscribers spread over several nodes"
     peers[0].send({"topic": "t", "data": {"n": 1}})
     for peer in peers:
@@ -165,7 +168,7 @@ def test_client_close_is_answered(hub: Hub) -> None:
     assert peer.closed_with().code == 1000
     assert peer.session.finished
     peer.session.connection_lost()
-    assert "room" not in hub.parties["pubsub"].rooms
+    assert "room" not in hub.registry.parties["pubsub"].rooms
 
 
 def test_ping_is_answered(hub: Hub) -> None:
@@ -249,15 +252,15 @@ def test_slow_consumer_is_closed_and_others_keep_receiving(hub: Hub) -> None:
 
 def test_leaving_releases_nodes_and_the_room(hub: Hub) -> None:
     peers = [WSPeer(hub) for _ in range(6)]
-    room = hub.parties["pubsub"].rooms["room"]
+    room = hub.registry.parties["pubsub"].rooms["room"]
     for peer in peers:
         peer.session.connection_lost()
     assert room.nodes == {}
-    assert "room" not in hub.parties["pubsub"].rooms
+    assert "room" not in hub.registry.parties["pubsub"].rooms
 
 
 def test_country_header_places_the_connection(hub: Hub) -> None:
-    hub.config = hub.config  # the default header is CF-IPCountry
+    # The default country header is CF-IPCountry.
     us = WSPeer(hub, headers={"CF-IPCountry": "US"})
     de = WSPeer(hub, headers={"cf-ipcountry": "de"})
     assert us.session.membership is not None and de.session.membership is not None
@@ -287,7 +290,7 @@ def test_upgrade_on_unknown_party_is_404(hub: Hub) -> None:
 
 class HTTPPeer:
     def __init__(self, hub: Hub) -> None:
-        self.session = Session(hub, "peer", now=0.0)
+        self.session = Session(hub, SETTINGS, "peer", now=0.0)
         self.client = h11.Connection(h11.CLIENT)
 
     def request(
@@ -330,7 +333,7 @@ def test_http_publish_reaches_subscribers(hub: Hub) -> None:
 def test_http_publish_to_an_empty_room_is_ok_and_creates_nothing(hub: Hub) -> None:
     status, _, _ = HTTPPeer(hub).request("POST", "/parties/pubsub/empty", b'{"topic":"t","data":1}')
     assert status == 200
-    assert "empty" not in hub.parties["pubsub"].rooms
+    assert "empty" not in hub.registry.parties["pubsub"].rooms
 
 
 @pytest.mark.parametrize(
@@ -395,14 +398,14 @@ def test_cors_refuses_other_origins(hub: Hub) -> None:
 
 
 def test_malformed_http_gets_400_and_close(hub: Hub) -> None:
-    session = Session(hub, "peer", now=0.0)
+    session = Session(hub, SETTINGS, "peer", now=0.0)
     session.data_received(b"GARBAGE\r\n\r\n", 0.0)
     assert drain(session).startswith(b"HTTP/1.1 400 ")
     assert session.finished
 
 
 def test_handshake_timeout_counts_from_the_first_byte(hub: Hub) -> None:
-    session = Session(hub, "peer", now=0.0)
+    session = Session(hub, SETTINGS, "peer", now=0.0)
     for t in (1.0, 2.0, 2.9):
         session.data_received(b"G", t)  # a trickle keeps nothing alive
         session.tick(t)
@@ -412,7 +415,7 @@ def test_handshake_timeout_counts_from_the_first_byte(hub: Hub) -> None:
 
 
 def test_wrong_websocket_version_is_426(hub: Hub) -> None:
-    session = Session(hub, "peer", now=0.0)
+    session = Session(hub, SETTINGS, "peer", now=0.0)
     session.data_received(
         b"GET /parties/pubsub/r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

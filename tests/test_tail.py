@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn, message
+from fakes import Conn, message, publish
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
-from partysubd.core.rooms import Hub
+from partysubd.core.hub import Hub
 from partysubd.core.tail import Tail, Tails
 
 
@@ -89,15 +89,15 @@ def test_tails_by_room() -> None:
 
 
 def test_hub_offers_each_publish_with_its_cursor_after_delivering() -> None:
-    hub = Hub(parse_config(DEFAULT_BINDING_TOML, "t"), random.Random(1))
-    party = hub.parties["pubsub"]
+    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), rng=random.Random(1))
+    party = hub.registry.parties["pubsub"]
     watching, other_room = Tail("r", ["t"]), Tail("elsewhere")
     party.tails.add(watching)
     party.tails.add(other_room)
     conn = Conn("c")
-    room = hub.join(party, "r", conn, None, ["*"]).room
-    assert hub.publish(room, message("t", 1), None, 5.0) == 1
-    assert hub.publish(room, message("u", 2), None, 6.0) == 1
+    room = hub.registry.join(party, "r", conn, None, ["*"]).room
+    assert publish(hub, room, message("t", 1), None, 5.0) == 1
+    assert publish(hub, room, message("u", 2), None, 6.0) == 1
     batch = watching.take()
     assert batch is not None
     assert [(s.message.topic, s.cursor) for s in batch.messages] == [

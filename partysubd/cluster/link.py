@@ -30,10 +30,13 @@ import trio
 from coredis.retry import NoRetryPolicy
 
 from ..core import faults
-from ..core.config import ClusterSettings
+from ..core.clustering import Fetched
+from ..core.config import ClusterSettings, ServerSettings
+from ..core.envelope import Envelope, Origin
 from ..core.history import new_epoch
+from ..core.hub import Hub
 from ..core.members import Member, decode_member, local_rooms, room_details
-from ..core.protocol import Publish
+from ..core.registry import Party, Room
 from ..core.relay import (
     BadBatch,
     Batch,
@@ -47,7 +50,6 @@ from ..core.relay import (
     encode_batch,
     room_of,
 )
-from ..core.rooms import Fetched, Hub, Party, Room
 
 log = logging.getLogger("partysubd.cluster")
 
@@ -72,22 +74,23 @@ def room_keys(channel: str) -> list[str]:
 
 
 class ClusterLink:
-    def __init__(
-        self,
-        settings: ClusterSettings,
-        hub: Hub,
-        name: str,
-        address: str,
-        wake: Callable[[], None],
-    ) -> None:
+    """The other daemons, through Redis: the core's ``ClusterHooks`` for a cluster.
+
+    Made before the hub (the hub is built with it), attached to the hub once
+    the hub exists, and run with the public address it announces and the
+    engine's wake-up for what it delivers."""
+
+    active = True  # other daemons share the rooms
+    can_fetch = True  # a resume this daemon cannot answer may ask the stream
+
+    def __init__(self, settings: ClusterSettings, name: str) -> None:
         self.settings = settings
-        self.hub = hub
         self.name = name
-        self.address = address
-        self.wake = wake
+        self.address = ""  # the public listener, in heartbeats (given to run)
+        self.wake: Callable[[], None] = lambda: None  # the engine's flusher (given to run)
         self.started = time.time()
         self.outbound = Outbound(settings.max_pending_messages, settings.max_pending_bytes)
-        self.interest = Interest()
+        self.interested = Interest()
         self.connected = False
         self.reason = "connecting to Redis"
         self.members: list[Member] = []
@@ -111,43 +114,69 @@ class ClusterLink:
         prefix = settings.prefix
         self._index_key = f"{prefix}:{{members}}"
         self._member_key = f"{prefix}:{{members}}:{name}"
-        hub.relay = self._relay
-        hub.interest = self._want
-        hub.sequence = self._sequence
-        hub.fetch_history = self._fetch_history
+
+    def attach(self, hub: Hub, server: ServerSettings) -> None:
+        """The hub to deliver into, and the limits a message from Redis is checked by."""
+        self.hub = hub
+        self.limits = server.message_limits
+
+    def apply_settings(self, server: ServerSettings) -> None:
+        """After a reload: new message limits for what arrives from Redis."""
+        self.limits = server.message_limits
 
     def _channel(self, party: Party, room: str) -> str:
         return channel_for(self.settings.prefix, party.binding.name, room)
 
-    # --- called by the hub, synchronously, on the delivery path -----------
+    # --- ClusterHooks: called by the core, synchronously, on the delivery path ---
 
-    def _relay(
-        self,
-        party: Party,
-        room: str,
-        message: Publish,
-        publisher: str | None,
-        skip_publisher: bool,
-    ) -> None:
+    def numbers(self, party: Party) -> bool:
+        return party.binding.history_messages > 0
+
+    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
         channel = self._channel(party, room)
-        if self.outbound.add(Pending(channel, False, message, publisher, skip_publisher)):
+        pending = Pending(
+            channel, False, envelope.message, envelope.publisher, envelope.skip_publisher
+        )
+        if self.outbound.add(pending):
             self._send_wanted.set()
 
-    def _sequence(
-        self,
-        party: Party,
-        room: str,
-        message: Publish,
-        publisher: str | None,
-        skip_publisher: bool,
-    ) -> bool:
+    def sequence(self, party: Party, room: str, envelope: Envelope) -> bool:
         channel = self._channel(party, room)
         connected = self.connected
         # Unconnected, the hub delivers it here at once: say so, for later.
-        pending = Pending(channel, True, message, publisher, skip_publisher, not connected)
+        pending = Pending(
+            channel,
+            True,
+            envelope.message,
+            envelope.publisher,
+            envelope.skip_publisher,
+            not connected,
+        )
         if self.outbound.add(pending):
             self._send_wanted.set()
         return connected
+
+    def interest(self, party: Party, room: str, wanted: bool) -> None:
+        channel = self._channel(party, room)
+        if self.interested.want(channel, wanted):
+            self._interest_changed.set()
+
+    def fetch_history(
+        self, room: Room, epoch: str, after: int, done: Callable[[Fetched], None]
+    ) -> None:
+        connection = self._connection
+        if connection is None:
+            done(None)
+            return
+        client, nursery = connection
+        channel = self._channel(room.party, room.name)
+        nursery.start_soon(self._fetch, client, channel, epoch, after, done)
+
+    def _deliver(self, binding: str, room: str, envelope: Envelope, now: float) -> None:
+        """Into this daemon's fan-out: a room of a binding this daemon has."""
+        party = self.hub.registry.parties_by_binding.get(binding)
+        if party is not None:
+            self.hub.fanout.deliver(party, room, envelope, now)
 
     def _echoed(self, channel: str, relayed: list[Relayed]) -> None:
         """Our own numbered items came back: no longer in doubt. Redis numbers in
@@ -176,9 +205,10 @@ class ClusterLink:
             if room is None:
                 continue
             try:
-                self.hub.deliver_here(
-                    room[0], room[1], item.message, item.publisher, item.skip_publisher, now
+                envelope = Envelope(
+                    item.message, item.publisher, item.skip_publisher, origin=Origin.HELD
                 )
+                self._deliver(room[0], room[1], envelope, now)
             except Exception:
                 faults.report(self.hub.events, "cluster", item.channel)
 
@@ -192,17 +222,6 @@ class ClusterLink:
         if waiting:
             self.wake()
 
-    def _fetch_history(
-        self, room: Room, epoch: str, after: int, done: Callable[[Fetched], None]
-    ) -> None:
-        connection = self._connection
-        if connection is None:
-            done(None)
-            return
-        client, nursery = connection
-        channel = self._channel(room.party, room.name)
-        nursery.start_soon(self._fetch, client, channel, epoch, after, done)
-
     async def _fetch(
         self, client: Any, channel: str, epoch: str, after: int, done: Callable[[Fetched], None]
     ) -> None:
@@ -213,7 +232,7 @@ class ClusterLink:
                     await self._subscriptions_changed.wait()
             current, last, raw = await self._fetch_script(keys=room_keys(channel), args=[after])
             if current and current.decode() == epoch and int(last) >= after:
-                limits = self.hub.config.server.message_limits
+                limits = self.limits
                 entries = []
                 for _, flat in reversed(raw):
                     fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -223,7 +242,7 @@ class ClusterLink:
                     entries.append((seq, item.message, item.publisher))
                 seqs = [after] + [entry[0] for entry in entries]
                 room = room_of(self.settings.prefix, channel)
-                party = self.hub.parties_by_binding.get(room[0]) if room else None
+                party = self.hub.registry.parties_by_binding.get(room[0]) if room else None
                 budget = party.binding.history_bytes if party else 0
                 # Whole only if nothing is missing (numbers skipped for lost
                 # messages, or trimmed from the stream, make it not whole), and
@@ -237,11 +256,6 @@ class ClusterLink:
         finally:
             done(result)
             self.wake()
-
-    def _want(self, party: Party, room: str, wanted: bool) -> None:
-        channel = self._channel(party, room)
-        if self.interest.want(channel, wanted):
-            self._interest_changed.set()
 
     # --- the link ----------------------------------------------------------
 
@@ -265,8 +279,10 @@ class ClusterLink:
         async with client:
             yield client
 
-    async def run(self) -> None:
-        """Stay connected until cancelled, reconnecting with backoff and jitter."""
+    async def run(self, address: str, wake: Callable[[], None]) -> None:
+        """Stay connected until cancelled, reconnecting with backoff and jitter;
+        ``address`` is announced in heartbeats, ``wake`` has what arrived flushed."""
+        self.address, self.wake = address, wake
         backoff = BACKOFF_FIRST
         while True:
             try:
@@ -299,7 +315,7 @@ class ClusterLink:
                         self.connected = False
                         self._connection = None
                         self.subscribed = set()
-                        self.hub.forget_cluster_histories()
+                        self.hub.registry.forget_cluster_histories()
                         self._deliver_waiting_here()
             except Exception as exc:  # any failure means: reconnect
                 failure = _describe(exc)
@@ -330,7 +346,7 @@ class ClusterLink:
         else:
             pubsub = client.pubsub(ignore_subscribe_messages=True, retry_policy=NO_RETRY)
         async with pubsub:
-            channels = self.interest.restart()
+            channels = self.interested.restart()
             if channels:
                 await pubsub.subscribe(*channels)
             self._confirm(channels, [])
@@ -348,7 +364,7 @@ class ClusterLink:
         while True:
             await self._interest_changed.wait()
             self._interest_changed = trio.Event()
-            subscribe, unsubscribe = self.interest.take_changes()
+            subscribe, unsubscribe = self.interested.take_changes()
             if subscribe:
                 await pubsub.subscribe(*subscribe)
             if unsubscribe:
@@ -358,7 +374,7 @@ class ClusterLink:
     async def _listening(self, channel: str) -> None:
         """Until Redis confirmed our subscription to ``channel``, if we want it."""
         with trio.move_on_after(self.settings.dead_after_seconds):
-            while channel in self.interest.channels and channel not in self.subscribed:
+            while channel in self.interested.channels and channel not in self.subscribed:
                 await self._subscriptions_changed.wait()
 
     def _confirm(self, subscribed: list[str], unsubscribed: list[str]) -> None:
@@ -382,7 +398,7 @@ class ClusterLink:
         binding, room_name = room
         now = trio.current_time()
         hub = self.hub
-        limits = hub.config.server.message_limits
+        limits = self.limits
         mine = origin == self.name
         if epoch is None and mine:
             return  # delivered here when published
@@ -397,24 +413,17 @@ class ClusterLink:
         if epoch is not None and mine:
             self._echoed(name, relayed)
         for item in relayed:
+            envelope = Envelope(
+                item.message,
+                item.publisher,
+                item.skip_publisher,
+                origin=Origin.RELAYED if epoch is None else Origin.NUMBERED,
+                seq=item.seq,
+                epoch=epoch,
+                delivered_here=mine and item.delivered_at_origin,
+            )
             try:
-                if epoch is None:
-                    hub.deliver_relayed(
-                        binding, room_name, item.message, item.publisher, item.skip_publisher, now
-                    )
-                else:
-                    assert item.seq is not None
-                    hub.deliver_sequenced(
-                        binding,
-                        room_name,
-                        item.message,
-                        item.publisher,
-                        item.skip_publisher,
-                        item.seq,
-                        epoch,
-                        mine and item.delivered_at_origin,
-                        now,
-                    )
+                self._deliver(binding, room_name, envelope, now)
             except Exception:
                 faults.report(hub.events, "cluster", name)
         self.relayed_in += len(relayed)
@@ -485,7 +494,7 @@ class ClusterLink:
             # got its first connection here must be listened to before.
             await self._listening(batch.channel)
             room = room_of(self.settings.prefix, batch.channel)
-            party = self.hub.parties_by_binding.get(room[0]) if room else None
+            party = self.hub.registry.parties_by_binding.get(room[0]) if room else None
             if party is None:
                 sent.append(batch)  # a binding removed since: nobody to number it for
                 continue
@@ -528,7 +537,7 @@ class ClusterLink:
         settings = self.settings
         ttl_ms = int(settings.dead_after_seconds * 1000)
         while True:
-            connections, rooms = local_rooms(self.hub)
+            connections, rooms = local_rooms(self.hub.registry)
             offset = time.time() - trio.current_time()
             me = Member(
                 name=self.name,
@@ -540,7 +549,7 @@ class ClusterLink:
                 rooms=rooms,
                 pending=len(self.outbound),
                 dropped=self.outbound.dropped,
-                details=room_details(self.hub, rooms, offset),
+                details=room_details(self.hub.registry, rooms, offset),
             )
             await client.set(self._member_key, me.encode(), px=ttl_ms)
             await client.sadd(self._index_key, [self.name])
@@ -557,7 +566,7 @@ class ClusterLink:
                 await client.srem(self._index_key, gone)
                 log.info("cluster: %s left (no heartbeat)", ", ".join(gone))
             self.members = members
-            self.hub.set_cluster_size(len(members))
+            self.hub.registry.set_cluster_size(len(members))
             await trio.sleep(settings.heartbeat_seconds)
 
 

@@ -35,8 +35,8 @@ from hypercorn.typing import (
 )
 
 from ..core import faults
+from ..core.hub import Hub
 from ..core.members import cluster_room_view, cluster_view
-from ..core.rooms import Hub
 from ..core.routing import topics_from_query
 from ..core.tail import Tail
 from . import metrics, views
@@ -90,6 +90,8 @@ class AdminState:
     wake: Callable[[], None] = lambda: None
     # The link to the other daemons, when the config has [cluster].
     cluster: ClusterLink | None = None
+    # Where the config came from (a file, or the built-in default).
+    source: str = ""
     # [admin] allowed_hosts and allowed_origins (reload keeps them current).
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
@@ -180,6 +182,7 @@ class AdminApp:
                 clock=state.clock(),
                 listeners=state.listeners,
                 draining=state.draining,
+                source=state.source,
             )
             return _json(200, {**view, "tasks": state.tasks()})
         if path == "/rooms":
@@ -249,7 +252,7 @@ class AdminApp:
 
     def _cluster_room(self, party_name: str, room_name: str) -> dict[str, Any] | None:
         link = self.state.cluster
-        party = self.state.hub.parties.get(party_name)
+        party = self.state.hub.registry.parties.get(party_name)
         if link is None or party is None:
             return None
         return cluster_room_view(link.members, f"{party.binding.party_names[0]}/{room_name}")
@@ -271,7 +274,7 @@ class AdminApp:
             "relayed_out_batches": link.relayed_out,
             "relayed_in_messages": link.relayed_in,
             "bad_batches": link.bad_batches,
-            "channels": len(link.interest.channels),
+            "channels": len(link.interested.channels),
         }
         return _json(200, view)
 
@@ -373,7 +376,7 @@ class AdminApp:
         parts = path.split("/")
         if len(parts) != 4 or parts[1] != "tail" or not parts[2] or not parts[3]:
             return 404, "tail a room at /tail/<party>/<room>"
-        if unquote(parts[2]) not in self.state.hub.parties:
+        if unquote(parts[2]) not in self.state.hub.registry.parties:
             return 404, f"no party {unquote(parts[2])!r}"
         return None
 
@@ -432,7 +435,7 @@ class AdminApp:
             )
             return
         _, _, party_name, room_name = (unquote(part) for part in path.split("/"))
-        party = self.state.hub.parties[party_name]
+        party = self.state.hub.registry.parties[party_name]
         query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode(), True).items()}
         woken = trio.Event()
 

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..core.rooms import Hub
+from ..core.hub import Hub
 
 if TYPE_CHECKING:
     from ..cluster.link import ClusterLink
@@ -43,7 +43,7 @@ class HubCollector(Collector):
             name: CounterMetricFamily(f"partysub_{name}", doc, labels=["party"])
             for name, doc in TRAFFIC.items()
         }
-        for party in hub.parties_by_binding.values():
+        for party in hub.registry.parties_by_binding.values():
             label = [party.binding.party_names[0]]
             rooms = party.rooms.values()
             gauges["connections"].add_metric(label, sum(r.connections for r in rooms))
@@ -65,7 +65,7 @@ class HubCollector(Collector):
         yield from gauges.values()
         yield from counters.values()
 
-        latency = hub.flush_latency
+        latency = hub.flush.latency
         yield HistogramMetricFamily(
             "partysub_publish_to_flush_seconds",
             "From a publish to its frames being handed to the kernel, once per flush",
@@ -95,7 +95,7 @@ class HubCollector(Collector):
             "where",
             events.internal_errors,
         )
-        budget = hub.history_budget
+        budget = hub.registry.history_budget
         yield GaugeMetricFamily(
             "partysub_history_budget_bytes",
             "server.max_history_bytes: what every history together may hold",
@@ -142,7 +142,7 @@ class ClusterCollector(Collector):
             "cluster_daemons": ("Daemons in the cluster view", len(link.members)),
             "cluster_channels": (
                 "Room channels this daemon listens on",
-                len(link.interest.channels),
+                len(link.interested.channels),
             ),
             "cluster_pending_messages": (
                 "Messages for other daemons waiting for Redis",

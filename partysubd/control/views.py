@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.rooms import Hub, Party, Room
+from ..core.hub import Hub
+from ..core.registry import Party, Room
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ def traffic_view(room_or_party: Room | Party) -> dict[str, int]:
 
 
 def totals(hub: Hub) -> dict[str, int]:
-    parties = list(hub.parties_by_binding.values())
+    parties = list(hub.registry.parties_by_binding.values())
     rooms = [room for party in parties for room in party.rooms.values()]
     result = {
         "connections": sum(room.connections for room in rooms),
@@ -60,12 +61,13 @@ def daemon_view(
     clock: Clock,
     listeners: Mapping[str, str],
     draining: bool,
+    source: str,
 ) -> dict[str, Any]:
     return {
         "version": version,
         "started": clock.to_wall(started),
         "uptime": clock.age(started),
-        "config": hub.config.source,
+        "config": source,
         "draining": draining,
         "listeners": dict(listeners),
         "bindings": [
@@ -78,7 +80,7 @@ def daemon_view(
                 },
                 "allowed_origins": list(party.binding.allowed_origins),
             }
-            for party in hub.parties_by_binding.values()
+            for party in hub.registry.parties_by_binding.values()
         ],
         "totals": totals(hub),
     }
@@ -102,7 +104,7 @@ def rooms_view(hub: Hub) -> dict[str, Any]:
                     for room in sorted(party.rooms.values(), key=lambda r: r.name)
                 ],
             }
-            for party in hub.parties_by_binding.values()
+            for party in hub.registry.parties_by_binding.values()
         ],
         "totals": totals(hub),
     }
@@ -110,9 +112,9 @@ def rooms_view(hub: Hub) -> dict[str, Any]:
 
 def find_room(hub: Hub, party_name: str, room_name: str) -> Room | str:
     """The live room, or why there is none (an unknown party, or a room with no one in it)."""
-    party = hub.parties.get(party_name)
+    party = hub.registry.parties.get(party_name)
     if party is None:
-        known = ", ".join(sorted(hub.parties))
+        known = ", ".join(sorted(hub.registry.parties))
         return f"no party {party_name!r} (parties: {known})"
     room = party.rooms.get(room_name)
     if room is None:
@@ -158,7 +160,7 @@ def absent_room_view(
     hub: Hub, party_name: str, room_name: str, cluster: dict[str, Any]
 ) -> dict[str, Any]:
     """A room nobody here is in but other daemons of the cluster have."""
-    party = hub.parties[party_name]
+    party = hub.registry.parties[party_name]
     return {
         "party": party.binding.party_names[0],
         "binding": party.binding.name,

@@ -20,7 +20,7 @@ from .config import Binding, ServerSettings
 from .history import parse_cursor
 from .http1 import Head
 from .protocol import MAX_IDEM_LENGTH
-from .rooms import Party
+from .registry import Party
 from .routing import Route, RouteError, route
 
 # Longest connection id (``_pk``): it keys rooms' connection tables and log lines.

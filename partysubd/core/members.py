@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .rooms import Hub
+from .registry import Registry
 
 # A heartbeat carries the daemon's busiest rooms, not all of them: enough for
 # the cluster-wide room view, bounded however many rooms a daemon has; and for
@@ -79,10 +79,10 @@ def decode_member(raw: bytes | str | None) -> Member | None:
         return None
 
 
-def local_rooms(hub: Hub) -> tuple[int, dict[str, int]]:
+def local_rooms(registry: Registry) -> tuple[int, dict[str, int]]:
     """This daemon's connections, and its busiest rooms with their counts."""
     counts: dict[str, int] = {}
-    for party in hub.parties_by_binding.values():
+    for party in registry.parties_by_binding.values():
         name = party.binding.party_names[0]
         for room in party.rooms.values():
             live = room.connections
@@ -95,14 +95,16 @@ def local_rooms(hub: Hub) -> tuple[int, dict[str, int]]:
     return total, counts
 
 
-def room_details(hub: Hub, rooms: dict[str, int], wall_offset: float) -> dict[str, dict[str, Any]]:
+def room_details(
+    registry: Registry, rooms: dict[str, int], wall_offset: float
+) -> dict[str, dict[str, Any]]:
     """Patterns and recent topics of the busiest rooms, for the cluster's topic view
     (``wall_offset`` turns the daemon's monotonic times into wall-clock times)."""
     details: dict[str, dict[str, Any]] = {}
     busiest = sorted(rooms.items(), key=lambda kv: -kv[1])[:MAX_DETAILED_ROOMS]
     for key, _ in busiest:
         party_name, _, room_name = key.partition("/")
-        party = hub.parties.get(party_name)
+        party = registry.parties.get(party_name)
         room = party.rooms.get(room_name) if party is not None else None
         if room is None:
             continue

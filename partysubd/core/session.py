@@ -24,11 +24,14 @@ from wsproto.utilities import LocalProtocolError
 
 from . import faults
 from .auth import FULL_ACCESS, Grant, verify
+from .clustering import Fetched
 from .config import ServerSettings
+from .envelope import Envelope
 from .frames import OPCODE_BINARY, OPCODE_TEXT, FrameSplitter, close_frame
 from .history import History, parse_cursor
 from .http1 import CONTINUE, Body, End, Head, Refusal, RequestReader, response
 from .http_plan import AcceptWebSocket, ReadBody, Reply, plan_request
+from .hub import Hub
 from .outbox import DropOldestOutbox, LatestOutbox, Outbox
 from .protocol import (
     ErrorCode,
@@ -45,7 +48,7 @@ from .protocol import (
     parse_msgpack_message,
 )
 from .ratelimit import PublishLimiter
-from .rooms import Fetched, Hub, Membership
+from .registry import Membership
 from .routing import topics_from_query
 from .topics import matches
 
@@ -112,9 +115,9 @@ class Session:
         "variant",
     )
 
-    def __init__(self, hub: Hub, peer: str, now: float) -> None:
+    def __init__(self, hub: Hub, settings: ServerSettings, peer: str, now: float) -> None:
         self.hub = hub
-        self.settings: ServerSettings = hub.config.server
+        self.settings = settings
         self.limits = self.settings.message_limits
         self.peer = peer
         self.created = self.last_seen = self.request_started = now
@@ -200,7 +203,7 @@ class Session:
         if self.membership is not None:
             membership, self.membership = self.membership, None
             log.debug("disconnect %s from %s", self.id, self.room_label())
-            self.hub.leave(self, membership, self.last_seen)
+            self.hub.registry.leave(self, membership, self.last_seen)
 
     def apply_settings(self, settings: ServerSettings) -> None:
         """A reload changed the limits: they hold for this connection from now on."""
@@ -305,16 +308,16 @@ class Session:
 
     def _send(self, data: bytes) -> None:
         if self.out.push(data):
-            self.hub.dirty.append(self)
+            self.hub.flush.add(self)
 
     def _send_last(self, data: bytes) -> None:
         if self.out.push_last(data):
-            self.hub.dirty.append(self)
+            self.hub.flush.add(self)
 
     def _finish(self) -> None:
         self.finished = True
         self.out.sealed = True
-        self.hub.schedule(self)
+        self.hub.flush.schedule(self)
 
     # --- HTTP ----------------------------------------------------------------
 
@@ -339,7 +342,7 @@ class Session:
     def _on_request(self, head: Head) -> None:
         self._request = head
         self._responded = False
-        plan = plan_request(head, self.hub.parties, self.settings, self._wall())
+        plan = plan_request(head, self.hub.registry.parties, self.settings, self._wall())
         if isinstance(plan, Reply):
             self._respond(plan)
         elif isinstance(plan, ReadBody):
@@ -379,20 +382,10 @@ class Session:
             message = replace(message, idem=post.idem)
         # Like the original, a POST lands on one node (placed by country),
         # which passes it to the others; in one process that is this call.
-        node_id = self.hub.place(found.party, found.room, post.country)
-        room = found.party.rooms.get(found.room)
-        delivered: int | None = 0
-        if room is not None:
-            delivered = self.hub.publish(
-                room, message, post.skip, self.last_seen, skip_publisher=True
-            )
-            self._deliveries -= delivered or 0
-        else:
-            # Nobody here to deliver to; other daemons of a cluster, or a
-            # viewer of the room's tail, may still want it.
-            self.hub.publish_elsewhere(
-                found.party, found.room, message, post.skip, self.last_seen, skip_publisher=True
-            )
+        node_id = self.hub.registry.place(found.party, found.room, post.country)
+        envelope = Envelope(message, post.skip, skip_publisher=True)
+        delivered = self.hub.fanout.deliver(found.party, found.room, envelope, self.last_seen)
+        self._deliveries -= delivered or 0
         log.debug(
             "POST %s/%s topic %s via node %s from %s: %s deliveries",
             found.party.binding.name,
@@ -481,7 +474,9 @@ class Session:
         if binding.auth.required:
             self._set_grant(plan.grant)
         patterns = self._allowed(topics_from_query(found.query))
-        membership = self.hub.join(party, found.room, self, self.country, patterns, self.last_seen)
+        membership = self.hub.registry.join(
+            party, found.room, self, self.country, patterns, self.last_seen
+        )
         self.membership = membership
         self._use_policy(binding.slow_consumer, membership.room.history)
         if options.since is not None:
@@ -622,7 +617,10 @@ class Session:
                 )
                 return
             self._strikes = 0
-            delivered = self.hub.publish(membership.room, message, self.id, self.last_seen)
+            room = membership.room
+            delivered = self.hub.fanout.deliver(
+                room.party, room.name, Envelope(message, self.id), self.last_seen
+            )
             self._deliveries -= delivered or 0
         elif isinstance(message, ProtocolError):
             if message.code is ErrorCode.BAD_JSON and not _is_utf8(payload):
@@ -775,15 +773,17 @@ class Session:
         answers the connection listens to nothing, so that the replay, what
         arrived meanwhile and what comes after join without gap or repeat.
         """
-        resume = self.hub.resume(membership, self, since)
         history = membership.room.history
+        resume = history.since(
+            since, lambda entry: any(matches(p, entry.message.topic) for p in patterns)
+        )
         parsed = parse_cursor(since)
-        fetch = self.hub.fetch_history
-        if not resume.recovered and fetch is not None and history.enabled and parsed:
+        cluster = self.hub.cluster
+        if not resume.recovered and cluster.can_fetch and history.enabled and parsed:
             self._held_patterns = patterns
             membership.node.index.set_patterns(self, ())
             epoch, after = parsed
-            fetch(
+            cluster.fetch_history(
                 membership.room, epoch, after, lambda got: self._fetched_safely(got, epoch, after)
             )
             return
@@ -833,7 +833,7 @@ class Session:
                 break
             frame = message_frame(message, f"{epoch}:{seq}", self.variant)
             if out.push_message(frame, message.topic, seq):
-                self.hub.dirty.append(self)
+                self.hub.flush.add(self)
 
 
 def _too_many(

@@ -28,8 +28,8 @@ from ..cluster.link import ClusterLink
 from ..control import views
 from ..control.admin import AdminApp, AdminState
 from ..core.config import AdminSettings, Config, ConfigError, load_config
+from ..core.hub import Hub
 from ..core.reload import plan_reload
-from ..core.rooms import Hub
 from .engine import Engine, ListenError, open_listener
 from .logs import set_level
 from .sdnotify import Notifier, watchdog_interval
@@ -74,7 +74,15 @@ class Daemon:
         self.path = path
         self.overrides = overrides
         self.config = overrides.apply(config)
-        self.hub = Hub(self.config)
+        cluster = self.config.cluster
+        self.link: ClusterLink | None = None
+        if cluster is not None:
+            self.link = ClusterLink(
+                cluster, cluster.name or f"{socket.gethostname()}-{os.getpid()}"
+            )
+        self.hub = Hub.build(self.config, cluster=self.link)
+        if self.link is not None:
+            self.link.attach(self.hub, self.config.server)
         self.notifier = Notifier.from_environment()
         self.state = AdminState(
             hub=self.hub,
@@ -82,6 +90,7 @@ class Daemon:
             started=0.0,
             clock=lambda: views.Clock(trio.current_time(), time.time()),
             token=self.config.admin.token,
+            source=self.config.source,
         )
         self.engine: Engine | None = None
 
@@ -115,7 +124,7 @@ class Daemon:
             admin_socket = open_admin_socket(self.config.admin)
         except ListenError as exc:
             raise StartupError(str(exc)) from None
-        engine = self.engine = Engine(self.hub, listener, tls_context)
+        engine = self.engine = Engine(self.hub, settings, listener, tls_context)
         self._admin_settings(self.config.admin)
         if admin_socket is not None and admin_socket.family != socket.AF_UNIX:
             host, self.state.port = admin_socket.getsockname()[:2]
@@ -135,18 +144,10 @@ class Daemon:
                 host, port = engine.address
                 scheme = "https" if tls_context is not None else "http"
                 self.state.listeners["public"] = f"{scheme}://{host}:{port}"
-                link = None
-                if self.config.cluster is not None:
-                    cluster = self.config.cluster
-                    link = ClusterLink(
-                        cluster,
-                        self.hub,
-                        cluster.name or f"{socket.gethostname()}-{os.getpid()}",
-                        self.state.listeners["public"],
-                        engine.wake,
-                    )
+                link = self.link
+                if link is not None:
                     self.state.cluster = link
-                    nursery.start_soon(link.run)
+                    nursery.start_soon(link.run, self.state.listeners["public"], engine.wake)
                 if admin_socket is not None:
                     binds = await nursery.start(serve_admin, AdminApp(self.state), admin_socket)
                     self.state.listeners["admin"] = binds[0]
@@ -232,7 +233,9 @@ class Daemon:
                 self.notifier.reloaded(self.status())
                 return
         self.config = plan.config
-        self.hub.apply(plan.config)
+        self.hub.registry.apply(plan.config)
+        if self.link is not None:
+            self.link.apply_settings(plan.config.server)
         if self.engine is not None:
             self.engine.apply_settings(plan.config.server)
             if tls_context is not None:

@@ -15,13 +15,13 @@ import logging
 import socket
 import ssl
 import time
-from typing import cast
 
 import trio
 
 from ..core import faults
 from ..core.config import ServerSettings
-from ..core.rooms import Hub
+from ..core.hub import Hub
+from ..core.registry import Subscriber
 from ..core.session import Session
 from .tls import TLSLayer
 
@@ -36,15 +36,13 @@ DRAIN_STEP = 0.1  # seconds between batches of closes when draining
 ACCEPT_ERRORS_TO_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-class Conn(Session):
-    """A session bound to its socket."""
+class Conn:
+    """A socket, its TLS layer if any, and the session it carries."""
 
-    __slots__ = ("closed", "finished_seen", "sock", "tls", "writing")
+    __slots__ = ("closed", "finished_seen", "session", "sock", "tls", "writing")
 
-    def __init__(
-        self, hub: Hub, sock: socket.socket, peer: str, now: float, tls: TLSLayer | None
-    ) -> None:
-        super().__init__(hub, peer, now)
+    def __init__(self, session: Session, sock: socket.socket, tls: TLSLayer | None) -> None:
+        self.session = session
         self.sock = sock
         self.tls = tls
         self.writing = False  # a drain task owns the writes
@@ -53,7 +51,12 @@ class Conn(Session):
 
     @property
     def unsent(self) -> bool:
-        return bool(self.out.size or (self.tls is not None and self.tls.pending))
+        return bool(self.session.out.size or (self.tls is not None and self.tls.pending))
+
+    @property
+    def name(self) -> str:
+        """Who it is in a report: the connection id, or the peer before it has one."""
+        return self.session.id or self.session.peer
 
 
 class ListenError(Exception):
@@ -93,19 +96,25 @@ def _reason(exc: BaseException) -> str:
 
 class Engine:
     def __init__(
-        self, hub: Hub, listener: socket.socket, tls_context: ssl.SSLContext | None = None
+        self,
+        hub: Hub,
+        settings: ServerSettings,
+        listener: socket.socket,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.hub = hub
+        self.settings = settings
         self.listener = listener
         # New connections speak TLS with this context; a reload may replace it.
         self.tls_context = tls_context
-        self.conns: set[Conn] = set()
+        # By session: the flush queue lists sessions, the engine writes to sockets.
+        self.conns: dict[Subscriber, Conn] = {}
         self.accepting = True
         self._flush_wanted = trio.Event()
         self._all_closed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._accept_scope = trio.CancelScope()
-        self.sweep_interval = _sweep_interval(hub.config.server)
+        self.sweep_interval = _sweep_interval(settings)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -123,8 +132,9 @@ class Engine:
 
     def apply_settings(self, settings: ServerSettings) -> None:
         """After a reload: new limits and timers for every open connection."""
-        for conn in self.conns:
-            conn.apply_settings(settings)
+        self.settings = settings
+        for conn in self.conns.values():
+            conn.session.apply_settings(settings)
         self.sweep_interval = _sweep_interval(settings)
 
     def stop_accepting(self) -> None:
@@ -140,19 +150,19 @@ class Engine:
         them ``timeout`` more to answer, then drop whatever is left."""
         self.stop_accepting()
         steps = max(1, int(window / DRAIN_STEP))
-        conns = sorted(self.conns, key=lambda c: c.created)
+        conns = sorted((c.session for c in self.conns.values()), key=lambda s: s.created)
         per_step = max(1, -(-len(conns) // steps))  # ceiling
         for start in range(0, len(conns), per_step):
             now = trio.current_time()
-            for conn in conns[start : start + per_step]:
-                conn.close(code, reason, now)
+            for session in conns[start : start + per_step]:
+                session.close(code, reason, now)
             self._flush()
             if start + per_step < len(conns):
                 await trio.sleep(DRAIN_STEP)
         with trio.move_on_after(timeout):
             if self.conns:
                 await self._all_closed.wait()
-        for conn in list(self.conns):
+        for conn in list(self.conns.values()):
             self._close(conn)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -181,8 +191,8 @@ class Engine:
                     if sock.family != socket.AF_UNIX:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     tls = TLSLayer(self.tls_context) if self.tls_context is not None else None
-                    conn = Conn(self.hub, sock, _peer(address), trio.current_time(), tls)
-                    self.conns.add(conn)
+                    session = Session(self.hub, self.settings, _peer(address), trio.current_time())
+                    conn = self.conns[session] = Conn(session, sock, tls)
                     nursery.start_soon(self._read_loop, conn)
 
     async def _read_loop(self, conn: Conn) -> None:
@@ -191,11 +201,12 @@ class Engine:
         Whatever the session raises ends this connection alone (1011, or a 500
         to an unanswered request): reported, counted, and never the engine's."""
         sock = conn.sock
-        hub = self.hub
+        session = conn.session
+        flush = self.hub.flush
         budget = TURN_BYTES
         try:
-            while not conn.closed and not conn.finished:
-                if conn.backlog:
+            while not conn.closed and not session.finished:
+                if session.backlog:
                     # The session stopped at its own bound: let everyone run first.
                     await trio.lowlevel.checkpoint()
                     budget = TURN_BYTES
@@ -211,7 +222,7 @@ class Engine:
                     budget = TURN_BYTES
                     continue
                 if not data:
-                    conn.eof_received()
+                    session.eof_received()
                     self.wake()
                     return
                 budget -= len(data)
@@ -220,37 +231,38 @@ class Engine:
                     if conn.tls.pending and not conn.writing:
                         self._write(conn)  # handshake records, alerts
                     if eof:
-                        conn.eof_received()
+                        session.eof_received()
                         self.wake()
                         return
                     if not data:
                         continue
                 self._feed(conn, data)
-                if hub.dirty:
+                if flush:
                     self.wake()
         except (OSError, ssl.SSLError, trio.ClosedResourceError):
             self._close(conn)
         except Exception:
-            faults.report(hub.events, "read", conn.id or conn.peer)
+            faults.report(self.hub.events, "read", conn.name)
             self._close(conn)
 
     def _feed(self, conn: Conn, data: bytes | None) -> None:
         """Give the session bytes (or let it go on with what it holds), containing its faults."""
+        session = conn.session
         now = trio.current_time()
         try:
             if data is None:
-                conn.process(now)
+                session.process(now)
             else:
-                conn.data_received(data, now)
+                session.data_received(data, now)
         except Exception:
-            faults.report(self.hub.events, "session", conn.id or conn.peer)
-            conn.backlog = False
+            faults.report(self.hub.events, "session", conn.name)
+            session.backlog = False
             try:
-                conn.fail(now)
+                session.fail(now)
             except Exception:
-                faults.report(self.hub.events, "session", conn.id or conn.peer)
-                conn.abort()
-        if self.hub.dirty:
+                faults.report(self.hub.events, "session", conn.name)
+                session.abort()
+        if self.hub.flush:
             self.wake()
 
     # --- writing -----------------------------------------------------------------
@@ -273,19 +285,23 @@ class Engine:
         this loop runs once per connection per tick under load.
         """
         now: float | None = None
-        for subscriber in self.hub.take_dirty():
-            conn = cast(Conn, subscriber)
+        conns = self.conns
+        for subscriber in self.hub.flush.take():
+            conn = conns.get(subscriber)
+            if conn is None:
+                continue  # closed since it was queued
+            session = conn.session
             try:
-                out = conn.out
-                if out.overflowed and not conn.finished and conn.close_deadline is None:
+                out = session.out
+                if out.overflowed and not session.finished and session.close_deadline is None:
                     if now is None:
                         now = trio.current_time()
-                    conn.overflowed(now)
+                    session.overflowed(now)
                 out.scheduled = False
                 if conn.closed or conn.writing:
                     continue
                 if conn.tls is not None:
-                    if self._write(conn) and conn.finished and not conn.unsent:
+                    if self._write(conn) and session.finished and not conn.unsent:
                         self._close(conn)
                     continue
                 if out.size:
@@ -304,13 +320,13 @@ class Engine:
                     if out.size:
                         self._start_drain(conn)
                         continue
-                if conn.finished:
+                if session.finished:
                     self._close(conn)
             except Exception:
                 # Its outbox cannot be trusted: the connection is dropped.
-                faults.report(self.hub.events, "flush", conn.id or conn.peer)
+                faults.report(self.hub.events, "flush", conn.name)
                 self._close(conn)
-        self.hub.flushed(trio.current_time() if now is None else now)
+        self.hub.flush.flushed(trio.current_time() if now is None else now)
 
     def _start_drain(self, conn: Conn) -> None:
         if self._nursery is not None:
@@ -338,12 +354,12 @@ class Engine:
             self._close(conn)
             return
         except Exception:
-            faults.report(self.hub.events, "flush", conn.id or conn.peer)
+            faults.report(self.hub.events, "flush", conn.name)
             self._close(conn)
             return
         finally:
             conn.writing = False
-        if conn.finished and not conn.closed:
+        if conn.session.finished and not conn.closed:
             self._close(conn)
 
     # --- timers and closing ------------------------------------------------------
@@ -355,22 +371,23 @@ class Engine:
             now = trio.current_time()
             hub.wall_offset = time.time() - now
             try:
-                hub.expire(now)
+                hub.registry.expire(now)
             except Exception:
                 faults.report(hub.events, "timers", "expiry")
-            close_timeout = hub.config.server.close_timeout
-            for conn in list(self.conns):
+            close_timeout = self.settings.close_timeout
+            for conn in list(self.conns.values()):
+                session = conn.session
                 try:
-                    conn.tick(now)
+                    session.tick(now)
                 except Exception:
-                    faults.report(hub.events, "timers", conn.id or conn.peer)
-                    conn.abort()
-                if conn.finished:
+                    faults.report(hub.events, "timers", conn.name)
+                    session.abort()
+                if session.finished:
                     if conn.finished_seen is None:
                         conn.finished_seen = now
                     elif now - conn.finished_seen >= close_timeout:
                         self._close(conn)
-            if hub.dirty:
+            if hub.flush:
                 self._flush()
 
     def _close(self, conn: Conn) -> None:
@@ -378,10 +395,10 @@ class Engine:
             return
         conn.closed = True
         try:
-            conn.connection_lost()
+            conn.session.connection_lost()
         except Exception:
-            faults.report(self.hub.events, "close", conn.id or conn.peer)
-        self.conns.discard(conn)
+            faults.report(self.hub.events, "close", conn.name)
+        self.conns.pop(conn.session, None)
         trio.lowlevel.notify_closing(conn.sock)
         conn.sock.close()
         if not self.conns and not self.accepting:
@@ -398,7 +415,7 @@ def _sweep_interval(settings: ServerSettings) -> float:
 
 def _send_some(conn: Conn) -> None:
     """One non-blocking send of the outbox's head; raises OSError when the peer is gone."""
-    out = conn.out
+    out = conn.session.out
     tls = conn.tls
     if tls is not None:
         # Encrypt more only once the last ciphertext is out: the outbox (and
