@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.core.hub import Hub
-from partysubd.core.session import Phase, Session
+from partysubd.core.session import Session, State
 
 HUB_CONFIG = "[server]\nmax_message_size = 4096\nmax_topics = 5\n" + DEFAULT_BINDING_TOML
 
@@ -114,7 +114,7 @@ frames = st.builds(
 def test_random_frames_after_an_upgrade(frame_list: list[bytes], cut: int) -> None:
     hub, session = new_session()
     session.data_received(UPGRADE, 0.0)
-    assert session.phase is Phase.WEBSOCKET
+    assert session.state is State.OPEN
     data = b"".join(frame_list)
     feed(session, [data[i : i + cut] for i in range(0, len(data), cut)])
     assert "fuzz" not in hub.registry.parties["pubsub"].rooms, "the room is released"

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,17 @@ class ClusterSettings:
 
 
 CLUSTER_MODES = ("single", "cluster", "sentinel")
-SLOW_CONSUMER_POLICIES = ("disconnect", "drop", "latest")
+
+
+class SlowConsumer(StrEnum):
+    """What happens to a connection more than ``max_buffered_bytes`` behind."""
+
+    DISCONNECT = "disconnect"  # close it (1013)
+    DROP = "drop"  # drop the oldest queued messages, with a __gap frame
+    LATEST = "latest"  # keep the newest message of each topic
+
+
+SLOW_CONSUMER_POLICIES = tuple(policy.value for policy in SlowConsumer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +231,7 @@ class Binding:
     # Rooms open at once (with connections, or kept for their history); 0: no cap.
     max_rooms: int = 10_000
     skip_self: bool = False
-    slow_consumer: str = "disconnect"
+    slow_consumer: SlowConsumer = SlowConsumer.DISCONNECT
     limits: RateLimits = field(default_factory=lambda: RateLimits())
     auth: AuthSettings = field(default_factory=AuthSettings)
     # nodes = "auto": one node per location to start, more as they fill up.
@@ -870,7 +881,7 @@ class _Checker:
             history_bytes=opts.get("history_bytes", 4 * 1024 * 1024),
             max_rooms=opts.get("max_rooms", 10_000),
             skip_self=opts.get("skip_self", False),
-            slow_consumer=opts.get("slow_consumer", "disconnect"),
+            slow_consumer=SlowConsumer(opts.get("slow_consumer", "disconnect")),
             limits=RateLimits(**{k: opts[k] for k in _RATE_KEYS if k in opts}),
             autoscale=autoscale,
             max_connections_per_node=opts.get("max_connections_per_node", 100),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import faults
 from .clustering import ClusterHooks
+from .config import SlowConsumer
 from .envelope import Envelope, Origin
 from .flush import FlushQueue
 from .protocol import encode_message
@@ -116,7 +117,7 @@ class Fanout:
         # One subscriber's fault (its outbox, its policy) ends that subscriber
         # only; the try costs nothing until something raises (Python 3.11+).
         failed: list[Subscriber] = []
-        plain = not excluded and room.party.binding.slow_consumer == "disconnect"
+        plain = not excluded and room.party.binding.slow_consumer is SlowConsumer.DISCONNECT
         if plain and used == 1:
             # The common case, kept tight: one encoding, no one to skip, plain outboxes.
             frame = frames[0] or frames[1] or frames[2] or frames[3]

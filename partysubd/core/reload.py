@@ -67,7 +67,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
                 applied.append(f"binding {binding.name}: {name} {getattr(binding, name)!r}")
         if before.slow_consumer != binding.slow_consumer:
             applied.append(
-                f"binding {binding.name}: slow_consumer {binding.slow_consumer!r} "
+                f"binding {binding.name}: slow_consumer {binding.slow_consumer.value!r} "
                 "for connections opened from now on"
             )
         if before.limits != binding.limits:
