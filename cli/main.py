@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
-import tomli_w
 import trio
 import typer
 from rich.console import Console
 
 import partysub
 from partysubd import __version__
-from partysubd.core.config import Config, ConfigError, check_listen, load_config
+from partysubd.core.config import Config, ConfigError, Overrides
+from partysubd.core.config.show import show
+from partysubd.runtime.config_file import STDIN, load_config
 from partysubd.runtime.logs import FORMATS
 
 from . import remote, views
@@ -39,8 +40,9 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="Config file (TOML). Without it, the built-in default: binding PubSub on "
-        "127.0.0.1:1999, control plane on 127.0.0.1:2000.",
+        help="Config file (TOML); - reads it from standard input (config check and show). "
+        "Without it, the built-in default: binding PubSub on 127.0.0.1:1999, control plane "
+        "on 127.0.0.1:2000.",
         dir_okay=False,
     ),
 ]
@@ -91,14 +93,19 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(config: Path | None) -> Config:
+def _load(config: Path | None, overrides: Overrides | None = None) -> Config:
+    """The checked config, or each issue printed and a non-zero exit.
+
+    A problem only with a flag's value is said as for any bad flag, in one line."""
     try:
-        return load_config(config)
+        return load_config(config, overrides or Overrides())
     except ConfigError as exc:
+        errors = exc.errors
+        if errors and all(issue.source.startswith("--") for issue in errors):
+            raise typer.BadParameter(errors[0].message, param_hint=errors[0].source) from None
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
-        errors = sum(1 for i in exc.issues if i.severity == "error")
-        _fail(f"{errors} error(s) in the configuration; not starting.", 2)
+        _fail(f"{len(errors)} error(s) in the configuration; not starting.", 2)
 
 
 def _load_optional(config: Path | None) -> Config | None:
@@ -145,30 +152,20 @@ def serve(
 
       partysub serve -c cluster.toml --cluster-name web-1 --admin-listen unix:/run/partysub/1.sock
     """
-    from partysubd.runtime.daemon import Overrides, StartupError, run
+    from partysubd.runtime.daemon import StartupError, run
     from partysubd.runtime.logs import setup_logging
 
-    if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
     if log_format not in FORMATS:
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
-    loaded = _load(config)
-    if admin_listen is not None:
-        problem = check_listen(admin_listen)
-        if problem is not None:
-            raise typer.BadParameter(problem, param_hint="--admin-listen")
-    if cluster_name is not None and loaded.cluster is None:
-        raise typer.BadParameter("the config has no [cluster]", param_hint="--cluster-name")
+    if config is not None and str(config) == STDIN:
+        raise typer.BadParameter(
+            "serve reads its config again on SIGHUP: name a file", param_hint="-c"
+        )
     overrides = Overrides(
         host, port, log_level.lower() if log_level else None, admin_listen, cluster_name
     )
-    admin = overrides.apply(loaded).admin
-    if not admin.loopback and admin.token is None:
-        _fail(
-            f"the control plane on {admin.listen} would be open to the network: set [admin] token",
-            2,
-        )
-    setup_logging(overrides.apply(loaded).server.log_level, log_format)
+    loaded = _load(config, overrides)
+    setup_logging(loaded.server.log_level, log_format)
     try:
         run(loaded, config, overrides)
     except StartupError as exc:
@@ -514,59 +511,12 @@ def config_check(config: ConfigOption = None) -> None:
 
 @config_app.command("show")
 def config_show(config: ConfigOption = None) -> None:
-    """Print the effective configuration as TOML, every default filled in.
+    """Print the effective configuration as TOML, every setting with its value.
 
-    Example: partysub config show -c partysub.toml
+    The output is itself a config: secrets show as <set>, a secret from a
+    file by its file. Example: partysub config show -c partysub.toml
     """
-    typer.echo(tomli_w.dumps(effective(_load(config))), nl=False)
-
-
-def effective(config: Config) -> dict[str, Any]:
-    """The config as a TOML document; a secret is shown as set, never printed."""
-    server = {name: getattr(config.server, name) for name in config.server.__dataclass_fields__}
-    admin: dict[str, Any] = {"listen": config.admin.listen}
-    if config.admin.token is not None:
-        admin["token"] = "<set>"
-    document: dict[str, Any] = {
-        "server": server,
-        "admin": admin,
-        "durable_objects": {
-            "bindings": [{"name": b.name, "class_name": b.class_name} for b in config.bindings]
-        },
-        "pubsub": [
-            {
-                "binding": b.name,
-                "nodes": b.nodes,
-                **({"jurisdiction": b.jurisdiction} if b.jurisdiction else {}),
-                "locations": dict(b.locations or dict.fromkeys(b.layout.nodes_by_location, 1)),
-                "allowed_origins": list(b.allowed_origins),
-                "node_ids": b.layout.node_ids,
-            }
-            for b in config.bindings
-        ],
-    }
-    if config.cluster is not None:
-        cluster = {f: getattr(config.cluster, f) for f in config.cluster.__dataclass_fields__}
-        cluster["redis_url"] = _without_password(cluster["redis_url"])
-        if cluster["password"]:
-            cluster["password"] = "<set>"
-        document["cluster"] = cluster
-    if config.location_countries:
-        document["location_countries"] = {k: list(v) for k, v in config.location_countries.items()}
-    return document
-
-
-def _without_password(url: str) -> str:
-    """A Redis URL fit to print: a password in it is shown as set."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{user}:<set>@{host}{port}").geturl()
+    typer.echo(show(_load(config)), nl=False)
 
 
 def run() -> None:

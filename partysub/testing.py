@@ -29,8 +29,9 @@ from dataclasses import dataclass, replace
 import pytest
 import trio
 
-from partysubd.core.config import DEFAULT_CONFIG_TOML, Config, parse_config
-from partysubd.runtime.daemon import Daemon, Overrides
+from partysubd.core.config import DEFAULT_CONFIG_TOML, Config, Overrides, parse_config
+from partysubd.runtime.config_file import LocalSources
+from partysubd.runtime.daemon import Daemon
 
 START_TIMEOUT = 15.0
 
@@ -45,9 +46,14 @@ class RunningDaemon:
 @contextmanager
 def running_daemon(extra_toml: str = "") -> Iterator[RunningDaemon]:
     """The built-in default config plus ``extra_toml`` (e.g. ``[[pubsub]]`` options)."""
-    config = parse_config(DEFAULT_CONFIG_TOML + "\n" + extra_toml, "<partysub.testing>")
-    config = replace(config, server=replace(config.server, drain_seconds=0, shutdown_timeout=1))
     overrides = Overrides(host="127.0.0.1", port=0, admin_listen="127.0.0.1:0")
+    config = parse_config(
+        DEFAULT_CONFIG_TOML + "\n" + extra_toml,
+        "<partysub.testing>",
+        sources=LocalSources(),
+        overrides=overrides,
+    )
+    config = replace(config, server=replace(config.server, drain_seconds=0, shutdown_timeout=1))
     ready = threading.Event()
     state: dict[str, object] = {}
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, load_config, parse_config
+from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, StaticSources, parse_config
+from partysubd.runtime.config_file import load_config
 
 BASE = DEFAULT_BINDING_TOML
 
@@ -44,14 +45,14 @@ allowed_origins = ["https://app.example"]
         "t.toml",
     )
     binding = config.bindings[0]
-    assert binding.nodes == 100
+    assert binding.options.nodes == 100
     assert {loc: len(ids) for loc, ids in binding.layout.nodes_by_location.items()} == {
         "wnam": 75,
         "weur": 25,
     }
-    assert binding.origin_allowed("https://app.example")
-    assert not binding.origin_allowed("https://evil.example")
-    assert binding.origin_allowed(None)
+    assert binding.options.origin_allowed("https://app.example")
+    assert not binding.options.origin_allowed("https://evil.example")
+    assert binding.options.origin_allowed(None)
 
 
 def test_unknown_key_names_key_and_line() -> None:
@@ -167,8 +168,17 @@ def test_several_bindings_are_several_parties() -> None:
     assert set(config.parties()) == {"pub-sub", "pubsub", "chat"}
 
 
-def test_no_bindings() -> None:
-    assert errors("[server]\nport = 1\n") == [
+def test_a_config_with_only_server_serves_the_default_binding() -> None:
+    config = parse_config("[server]\nport = 1\n", "t")
+    assert config.server.port == 1
+    assert config.bindings == load_config(None).bindings
+    with_options = parse_config('[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 5\n', "t")
+    assert with_options.bindings[0].options.history_messages == 5
+
+
+def test_migrations_without_bindings() -> None:
+    text = '[server]\nport = 1\n[[migrations]]\ntag = "v1"\nnew_classes = ["PubSubServer"]\n'
+    assert errors(text) == [
         "test.toml: error: no [[durable_objects.bindings]]: at least one binding is needed"
     ]
 
@@ -209,13 +219,13 @@ def test_admin_loopback_forms(listen: str) -> None:
     assert config.admin.loopback
 
 
-def test_admin_off_a_network_address_needs_a_token(tmp_path: Path) -> None:
+def test_admin_off_a_network_address_needs_a_token() -> None:
     found = errors('[admin]\nlisten = "0.0.0.0:2000"\n' + BASE)
     assert found[0].startswith("test.toml:2: [admin.listen] error: 0.0.0.0:2000 is not a loopback")
-    secret = tmp_path / "token"
-    secret.write_text("s3cret\n")
     config = parse_config(
-        f'[admin]\nlisten = "0.0.0.0:2000"\ntoken_file = "{secret}"\n' + BASE, "t"
+        '[admin]\nlisten = "0.0.0.0:2000"\ntoken_file = "/etc/partysub/token"\n' + BASE,
+        "t",
+        sources=StaticSources({"/etc/partysub/token": "s3cret\n"}),
     )
     assert config.admin.token == "s3cret"
 

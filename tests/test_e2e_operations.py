@@ -282,7 +282,18 @@ def test_config_check_and_show_the_example() -> None:
     assert document["server"]["ping_timeout"] == 20
     assert document["server"]["drain_seconds"] == 10
     assert document["pubsub"][0]["nodes"] == 100
-    assert len(document["pubsub"][0]["node_ids"]) == 100
+    comments = [line for line in shown.stdout.splitlines() if line.startswith("#")]
+    assert comments[0] == "# PubSub: 100 nodes per room"
+    assert len(" ".join(line[1:] for line in comments[1:]).split()) == 100
+
+
+def test_config_show_piped_into_config_check() -> None:
+    for example in ("config/partysub.toml", "config/cluster.toml"):
+        shown = cli("config", "show", "-c", example)
+        assert shown.returncode == 0, shown.stderr
+        done = cli("config", "check", "-c", "-", stdin=shown.stdout)
+        assert done.returncode == 0, done.stdout
+        assert done.stdout.endswith("<stdin>: OK\n"), done.stdout
 
 
 def test_version_and_help() -> None:

@@ -313,7 +313,7 @@ def test_nodes_auto_in_config() -> None:
         DEFAULT_BINDING_TOML + '[[pubsub]]\nbinding = "PubSub"\nnodes = "auto"\n', "t"
     )
     binding = config.bindings[0]
-    assert binding.autoscale and len(binding.layout.node_ids) == 9
+    assert binding.options.autoscale and len(binding.layout.node_ids) == 9
     bad = DEFAULT_BINDING_TOML + '[[pubsub]]\nbinding = "PubSub"\nnodes = "many"\n'
     with pytest.raises(ConfigError, match='or "auto"'):
         parse_config(bad, "t")

@@ -133,7 +133,7 @@ def test_the_testing_fixture_runs_a_daemon_in_process(partysub_daemon: RunningDa
 
 def test_running_daemon_with_options_and_a_clean_stop() -> None:
     with running_daemon('[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 10\n') as running:
-        assert running.config.bindings[0].history_messages == 10
+        assert running.config.bindings[0].options.history_messages == 10
         with urllib.request.urlopen(running.admin + "/health", timeout=5) as response:
             assert json.loads(response.read()) == {"status": "ok"}
     with pytest.raises(OSError):

@@ -31,7 +31,7 @@ from coredis.retry import NoRetryPolicy
 
 from ..core import faults
 from ..core.clustering import Fetched
-from ..core.config import ClusterSettings, ServerSettings
+from ..core.config import ClusterMode, ClusterSettings, ServerSettings
 from ..core.envelope import Envelope, Origin
 from ..core.history import new_epoch
 from ..core.hub import Hub
@@ -130,7 +130,7 @@ class ClusterLink:
     # --- ClusterHooks: called by the core, synchronously, on the delivery path ---
 
     def numbers(self, party: Party) -> bool:
-        return party.binding.history_messages > 0
+        return party.binding.options.history_messages > 0
 
     def relay(self, party: Party, room: str, envelope: Envelope) -> None:
         channel = self._channel(party, room)
@@ -243,7 +243,7 @@ class ClusterLink:
                 seqs = [after] + [entry[0] for entry in entries]
                 room = room_of(self.settings.prefix, channel)
                 party = self.hub.registry.parties_by_binding.get(room[0]) if room else None
-                budget = party.binding.history_bytes if party else 0
+                budget = party.binding.options.history_bytes if party else 0
                 # Whole only if nothing is missing (numbers skipped for lost
                 # messages, or trimmed from the stream, make it not whole), and
                 # only within the room's history bytes, as a local resume is.
@@ -263,7 +263,7 @@ class ClusterLink:
     async def _redis(self) -> AsyncIterator[Any]:
         """A connected coredis client for the configured mode, closed on exit."""
         settings = self.settings
-        if settings.mode == "sentinel":
+        if settings.mode is ClusterMode.SENTINEL:
             hosts = [address.rpartition(":") for address in settings.sentinels]
             sentinel = coredis.Sentinel(
                 [(host, int(port)) for host, _, port in hosts], password=settings.password or None
@@ -271,11 +271,13 @@ class ClusterLink:
             async with sentinel, sentinel.primary_for(settings.service) as primary:
                 yield primary
             return
-        if settings.mode == "cluster":
+        url = settings.redis_url
+        assert url is not None, "the config check requires redis_url without Sentinel"
+        if settings.mode is ClusterMode.CLUSTER:
             # Its own retries follow the cluster's redirections and failovers.
-            client: Any = coredis.RedisCluster.from_url(settings.redis_url)
+            client: Any = coredis.RedisCluster.from_url(url)
         else:
-            client = coredis.Redis.from_url(settings.redis_url, retry_policy=NO_RETRY)
+            client = coredis.Redis.from_url(url, retry_policy=NO_RETRY)
         async with client:
             yield client
 
@@ -317,14 +319,30 @@ class ClusterLink:
                         self.subscribed = set()
                         self.hub.registry.forget_cluster_histories()
                         self._deliver_waiting_here()
+            except BaseExceptionGroup as group:
+                # Stopping cancels the connection's tasks, and coredis's own
+                # task groups may then fail closing it (the connection lost
+                # under them): that is the stop, not a failure to report.
+                cancelled, failures = group.split(trio.Cancelled)
+                if cancelled is not None:
+                    if failures is not None:
+                        log.debug("cluster: closing Redis while stopping: %s", _describe(failures))
+                    raise cancelled from None
+                if not isinstance(group, ExceptionGroup):
+                    raise  # KeyboardInterrupt and the like are not Redis's
+                self._unreachable(group)
             except Exception as exc:  # any failure means: reconnect
-                failure = _describe(exc)
-                if self.reason != f"Redis unreachable: {failure}":
-                    log.warning("cluster: Redis unreachable (%s); retrying", failure)
-                self.reason = f"Redis unreachable: {failure}"
+                self._unreachable(exc)
             self.connected = False
             await trio.sleep(backoff * random.uniform(2 - JITTER, JITTER))
             backoff = min(backoff * 2, BACKOFF_MOST)
+
+    def _unreachable(self, exc: BaseException) -> None:
+        """Say why Redis cannot be used (once while the reason stays the same)."""
+        failure = _describe(exc)
+        if self.reason != f"Redis unreachable: {failure}":
+            log.warning("cluster: Redis unreachable (%s); retrying", failure)
+        self.reason = f"Redis unreachable: {failure}"
 
     async def leave(self) -> None:
         """Take our heartbeat out at once on a clean stop (a killed daemon's expires)."""
@@ -341,7 +359,7 @@ class ClusterLink:
     async def _subscribe(
         self, client: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        if self.settings.mode == "cluster":
+        if self.settings.mode is ClusterMode.CLUSTER:
             pubsub = client.sharded_pubsub(ignore_subscribe_messages=True, retry_policy=NO_RETRY)
         else:
             pubsub = client.pubsub(ignore_subscribe_messages=True, retry_policy=NO_RETRY)
@@ -472,7 +490,7 @@ class ClusterLink:
 
     async def _publish(self, client: Any, batches: list[Batch], sent: list[Batch]) -> None:
         """Send the batches, adding each to ``sent`` once Redis has taken it."""
-        command = "SPUBLISH" if self.settings.mode == "cluster" else "PUBLISH"
+        command = "SPUBLISH" if self.settings.mode is ClusterMode.CLUSTER else "PUBLISH"
         plain = [b for b in batches if not b.numbered]
         if plain:
             async with client.pipeline(transaction=False) as pipe:
@@ -502,8 +520,8 @@ class ClusterLink:
             args: list[str | bytes | int] = [
                 batch.channel,
                 self.name,
-                binding.history_messages,
-                int(binding.history_seconds * 1000),
+                binding.options.history_messages,
+                int(binding.options.history_seconds * 1000),
                 new_epoch(),
                 f"{batch.channel}:idem:",
                 command,

@@ -78,7 +78,7 @@ def daemon_view(
                 "locations": {
                     loc: len(ids) for loc, ids in party.binding.layout.nodes_by_location.items()
                 },
-                "allowed_origins": list(party.binding.allowed_origins),
+                "allowed_origins": list(party.binding.options.allowed_origins),
             }
             for party in hub.registry.parties_by_binding.values()
         ],

@@ -117,7 +117,7 @@ class Fanout:
         # One subscriber's fault (its outbox, its policy) ends that subscriber
         # only; the try costs nothing until something raises (Python 3.11+).
         failed: list[Subscriber] = []
-        plain = not excluded and room.party.binding.slow_consumer is SlowConsumer.DISCONNECT
+        plain = not excluded and room.party.binding.options.slow_consumer is SlowConsumer.DISCONNECT
         if plain and used == 1:
             # The common case, kept tight: one encoding, no one to skip, plain outboxes.
             frame = frames[0] or frames[1] or frames[2] or frames[3]

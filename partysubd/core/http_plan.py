@@ -107,7 +107,7 @@ def plan_request(
             [(b"Allow", ALLOW)],
             close=has_body,
         )
-    if not binding.origin_allowed(origin):
+    if not binding.options.origin_allowed(origin):
         return _forbidden(origin)
     grant = authorize(found, headers, wall, api_key_allowed=not websocket)
     if isinstance(grant, Reply):
@@ -177,9 +177,9 @@ def too_large(limit: int) -> Reply:
 
 def cors_headers(binding: Binding, origin: str | None) -> Headers:
     """What a response to an allowed browser origin carries."""
-    if origin is None or not binding.origin_allowed(origin):
+    if origin is None or not binding.options.origin_allowed(origin):
         return []
-    allow = b"*" if "*" in binding.allowed_origins else origin.encode("latin-1")
+    allow = b"*" if "*" in binding.options.allowed_origins else origin.encode("latin-1")
     return [(b"Access-Control-Allow-Origin", allow), (b"Vary", b"Origin")]
 
 
@@ -190,7 +190,7 @@ def _forbidden(origin: str | None) -> Reply:
 def _preflight(
     binding: Binding, origin: str | None, headers: dict[bytes, bytes], has_body: bool
 ) -> Reply:
-    if origin is None or not binding.origin_allowed(origin):
+    if origin is None or not binding.options.origin_allowed(origin):
         return Reply(403, f"Forbidden: origin {origin} is not allowed", close=has_body)
     requested = headers.get(b"access-control-request-headers", PREFLIGHT_HEADERS)
     return Reply(
@@ -226,18 +226,18 @@ def _websocket(
         valid = False
     if not valid:
         return Reply(400, "Bad request: missing or invalid Sec-WebSocket-Key", close=True)
-    options = socket_options(found.query, found.party.binding.skip_self)
+    options = socket_options(found.query, found.party.binding.options.skip_self)
     if isinstance(options, str):
         return Reply(400, f"Bad request: {options}", close=True)
     party = found.party
-    limit = party.binding.limits.max_connections_per_room
+    limit = party.binding.options.limits.max_connections_per_room
     room = party.rooms.get(found.room)
     if limit and room is not None and room.connections >= limit:
         return Reply(503, f"Room full: at most {limit} connections", [(b"Retry-After", b"5")])
     if not party.has_room_for(found.room):
         return Reply(
             503,
-            f"Too many rooms: at most {party.binding.max_rooms} are open in this party",
+            f"Too many rooms: at most {party.binding.options.max_rooms} are open in this party",
             [(b"Retry-After", b"5")],
         )
     return AcceptWebSocket(

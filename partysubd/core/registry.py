@@ -108,11 +108,11 @@ class Party:
 
     def has_room_for(self, name: str) -> bool:
         """Whether a connection to room ``name`` may open it (or it is open already)."""
-        limit = self.binding.max_rooms
+        limit = self.binding.options.max_rooms
         return not limit or name in self.rooms or len(self.rooms) < limit or bool(self.idle)
 
     def _make_limiters(self) -> None:
-        limits, n = self.binding.limits, self.share
+        limits, n = self.binding.options.limits, self.share
         self.connect_limiter = AddressLimiter(
             limits.connect_rate / n, _burst_share(limits.connect_burst, n)
         )
@@ -126,7 +126,7 @@ class Party:
             self._make_limiters()
 
     def set_binding(self, binding: Binding) -> None:
-        changed = binding.limits != self.binding.limits
+        changed = binding.options.limits != self.binding.options.limits
         self.binding = binding
         if changed:
             self._make_limiters()
@@ -165,21 +165,25 @@ class Registry:
                 party = self.parties_by_binding[binding.name] = Party(binding)
             party.set_binding(binding)
             for room in party.rooms.values():
-                room.history.max_messages = binding.history_messages
-                room.history.max_age = binding.history_seconds
-                room.history.max_bytes = binding.history_bytes
+                room.history.max_messages = binding.options.history_messages
+                room.history.max_age = binding.options.history_seconds
+                room.history.max_bytes = binding.options.history_bytes
             for name in binding.party_names:
                 self.parties[name] = party
 
     def _new_room(self, party: Party, name: str) -> Room:
         binding = party.binding
-        if binding.max_rooms and len(party.rooms) >= binding.max_rooms and party.idle:
+        if (
+            binding.options.max_rooms
+            and len(party.rooms) >= binding.options.max_rooms
+            and party.idle
+        ):
             # At the cap: the room left idle longest goes, with its history.
             self._delete(next(iter(party.idle)))
         history = History(
-            binding.history_messages,
-            binding.history_seconds,
-            max_bytes=binding.history_bytes,
+            binding.options.history_messages,
+            binding.options.history_seconds,
+            max_bytes=binding.options.history_bytes,
             budget=self.history_budget,
         )
         room = party.rooms[name] = Room(party, name, binding.layout, history)
@@ -194,7 +198,7 @@ class Registry:
 
     def _node_id(self, room: Room, country: str | None) -> str:
         binding = room.party.binding
-        if not binding.autoscale:
+        if not binding.options.autoscale:
             return room.layout.choose(country, self.rng)
         # Autoscaling: the least loaded node of the location while one has
         # room, else a new node there; empty nodes go away as usual.
@@ -207,7 +211,7 @@ class Registry:
                 taken.add(node.id)
                 if best is None or len(node.index) < len(best.index):
                     best = node
-        if best is not None and len(best.index) < binding.max_connections_per_node:
+        if best is not None and len(best.index) < binding.options.max_connections_per_node:
             return best.id
         number = 0
         while f"{prefix}{number}" in taken:

@@ -63,15 +63,15 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
                 f"({len(binding.layout.node_ids)} nodes); live rooms keep theirs"
             )
         for name in ("allowed_origins", "history_messages", "history_seconds", "skip_self"):
-            if getattr(before, name) != getattr(binding, name):
-                applied.append(f"binding {binding.name}: {name} {getattr(binding, name)!r}")
-        if before.slow_consumer != binding.slow_consumer:
+            if getattr(before.options, name) != getattr(binding.options, name):
+                applied.append(f"binding {binding.name}: {name} {getattr(binding.options, name)!r}")
+        if before.options.slow_consumer != binding.options.slow_consumer:
             applied.append(
-                f"binding {binding.name}: slow_consumer {binding.slow_consumer.value!r} "
+                f"binding {binding.name}: slow_consumer {binding.options.slow_consumer.value!r} "
                 "for connections opened from now on"
             )
-        if before.limits != binding.limits:
-            applied.append(f"binding {binding.name}: rate limits {binding.limits}")
+        if before.options.limits != binding.options.limits:
+            applied.append(f"binding {binding.name}: rate limits {binding.options.limits}")
     new_names = {b.name for b in new.bindings}
     for name, binding in old_bindings.items():
         if name not in new_names:

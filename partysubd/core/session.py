@@ -429,7 +429,7 @@ class Session:
         self.country = plan.country
         self.variant = Variant.of(options.msgpack, options.ids)
         self.skip_self = options.skip_self
-        limits = binding.limits
+        limits = binding.options.limits
         limiter = None
         if limits.publish_rate or limits.publish_bytes_rate:
             limiter = PublishLimiter(
@@ -447,7 +447,7 @@ class Session:
             party, found.room, self, self.country, patterns, self.last_seen
         )
         self.membership = membership
-        self._use_policy(binding.slow_consumer, membership.room.history)
+        self._use_policy(binding.options.slow_consumer, membership.room.history)
         if options.since is not None:
             self._resume(membership, options.since, patterns)
         log.debug(
@@ -576,7 +576,7 @@ class Session:
         """A message not acted on: the sender is told, and a strike counts; at the
         binding's ``abuse_strikes`` in a row the connection is closed (1008)."""
         self._strikes += 1
-        limits = self.membership.room.party.binding.limits if self.membership else None
+        limits = self.membership.room.party.binding.options.limits if self.membership else None
         if limits is not None and self._strikes >= limits.abuse_strikes:
             why = (
                 f"rate limit exceeded {self._strikes} times in a row"

@@ -16,7 +16,6 @@ import ssl
 import stat
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -27,9 +26,10 @@ from .. import __version__
 from ..cluster.link import ClusterLink
 from ..control import views
 from ..control.admin import AdminApp, AdminState
-from ..core.config import AdminSettings, Config, ConfigError, load_config
+from ..core.config import AdminSettings, Config, ConfigError, Overrides
 from ..core.hub import Hub
 from ..core.reload import plan_reload
+from .config_file import load_config
 from .engine import Engine, ListenError, open_listener
 from .logs import set_level
 from .sdnotify import Notifier, watchdog_interval
@@ -44,36 +44,12 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why, in one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Overrides:
-    """Command-line settings that win over the config, at start and on every reload."""
-
-    host: str | None = None
-    port: int | None = None
-    log_level: str | None = None
-    admin_listen: str | None = None
-    cluster_name: str | None = None
-
-    def apply(self, config: Config) -> Config:
-        if self.admin_listen is not None:
-            config = replace(config, admin=replace(config.admin, listen=self.admin_listen))
-        if self.cluster_name is not None and config.cluster is not None:
-            config = replace(config, cluster=replace(config.cluster, name=self.cluster_name))
-        server = config.server
-        if self.host is not None:
-            server = replace(server, host=self.host)
-        if self.port is not None:
-            server = replace(server, port=self.port)
-        if self.log_level is not None:
-            server = replace(server, log_level=self.log_level)
-        return replace(config, server=server)
-
-
 class Daemon:
     def __init__(self, config: Config, path: Path | None, overrides: Overrides) -> None:
+        """``config`` was loaded with ``overrides`` merged in; a reload merges them again."""
         self.path = path
         self.overrides = overrides
-        self.config = overrides.apply(config)
+        self.config = config
         cluster = self.config.cluster
         self.link: ClusterLink | None = None
         if cluster is not None:
@@ -112,9 +88,9 @@ class Daemon:
         settings = self.config.server
         set_level(settings.log_level)
         tls_context = None
-        if settings.tls:
+        if settings.tls_files is not None:
             try:
-                tls_context = server_context(settings.tls_cert, settings.tls_key)
+                tls_context = server_context(*settings.tls_files)
             except (OSError, ssl.SSLError) as exc:
                 raise StartupError(f"cannot use the TLS certificate: {exc}") from None
         try:
@@ -213,7 +189,7 @@ class Daemon:
         """Read the config file again and apply what can change live."""
         self.notifier.reloading()
         try:
-            new = self.overrides.apply(load_config(self.path))
+            new = load_config(self.path, self.overrides)
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("reload: %s", issue)
@@ -222,12 +198,10 @@ class Daemon:
             return
         plan = plan_reload(self.config, new)
         tls_context = None
-        if plan.config.server.tls:
+        if plan.config.server.tls_files is not None:
             # Re-read even unchanged paths: a renewed certificate keeps its file name.
             try:
-                tls_context = server_context(
-                    plan.config.server.tls_cert, plan.config.server.tls_key
-                )
+                tls_context = server_context(*plan.config.server.tls_files)
             except (OSError, ssl.SSLError) as exc:
                 log.error("reload refused: cannot load the TLS certificate: %s", exc)
                 self.notifier.reloaded(self.status())
