@@ -13,6 +13,7 @@ Prints figures, never pass/fail: this is not a test. Needs `npm ci --prefix benc
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -272,7 +273,7 @@ def main(argv: list[str]) -> None:
     runs = int(os.environ.get("RUNS", "3"))
     if not argv:
         for s in (10, 100, 1000):
-            median_of(runs, lambda s=s: burst(s), "delivered_per_s")
+            median_of(runs, functools.partial(burst, s), "delivered_per_s")
         median_of(runs, lambda: burst(1000, window=20_000), "delivered_per_s")
         median_of(runs, lambda: burst(100, guarantees=True), "delivered_per_s")
         median_of(runs, lambda: paced(10_000), "p99_ms")
@@ -290,9 +291,13 @@ def main(argv: list[str]) -> None:
         median_of(runs, lambda: cluster(number), "delivered_per_s")
         median_of(runs, lambda: cluster(number, paced_rate=10_000), "p99_ms")
         return
-    runner = {"burst": burst, "paced": paced, "idle": idle}[kind]
-    key = {"burst": "delivered_per_s", "paced": "p99_ms", "idle": "kb_per_connection"}[kind]
-    median_of(runs, lambda: runner(number), key)
+    runners: dict[str, tuple[Callable[[int], dict[str, object]], str]] = {
+        "burst": (burst, "delivered_per_s"),
+        "paced": (paced, "p99_ms"),
+        "idle": (idle, "kb_per_connection"),
+    }
+    runner, key = runners[kind]
+    median_of(runs, functools.partial(runner, number), key)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from harness import Clients, Daemon, node_available
+from daemons import Daemon, DaemonFactory
+from node_clients import Clients, node_available
 
 # The fixture partysub offers applications (partysub_daemon), tested here too.
 pytest_plugins = ["partysub.testing"]
-
-DaemonFactory = Callable[..., Daemon]
 
 
 @pytest.fixture

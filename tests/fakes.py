@@ -1,9 +1,12 @@
-"""A stand-in subscriber for the hub's unit tests: an outbox and the fields the hub reads."""
+"""Stand-ins for the core's unit tests: a subscriber (an outbox and the fields the hub
+reads), messages through the door, a seeded hub, a publish as a session makes it."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.core.envelope import Envelope
 from partysubd.core.hub import Hub
 from partysubd.core.outbox import Outbox
@@ -11,13 +14,34 @@ from partysubd.core.protocol import MessageLimits, Publish, Variant, make_publis
 from partysubd.core.registry import Room
 
 
+def hub_with(extra_toml: str = "", *, seed: int = 5) -> Hub:
+    """A hub for the default binding plus ``extra_toml``; placement seeded, so node ids hold."""
+    return Hub.build(parse_config(DEFAULT_BINDING_TOML + extra_toml, "t"), rng=random.Random(seed))
+
+
+def subscriber(id: str, country: str | None = None) -> Conn:
+    """A connection with an address and an age, as the control plane's views show them."""
+    return Conn(id, country=country, peer="127.0.0.1:1", created=10.0)
+
+
 class Conn:
-    def __init__(self, id: str, variant: Variant = Variant.JSON, skip_self: bool = False) -> None:
+    """A connection as the registry and the fan-out see it (core.registry.Subscriber)."""
+
+    def __init__(
+        self,
+        id: str,
+        variant: Variant = Variant.JSON,
+        skip_self: bool = False,
+        *,
+        country: str | None = None,
+        peer: str = "p",
+        created: float = 0.0,
+    ) -> None:
         self.out = Outbox(100_000)
         self.id = id
-        self.peer = "p"
-        self.country: str | None = None
-        self.created = 0.0
+        self.peer = peer
+        self.country = country
+        self.created = created
         self.variant = variant
         self.skip_self = skip_self
         self.closed: tuple[int, str] | None = None

@@ -233,3 +233,47 @@ def test_admin_off_a_network_address_needs_a_token() -> None:
 @pytest.mark.parametrize("listen", ["2000", "host:port", "unix:relative"])
 def test_admin_listen_forms_are_checked(listen: str) -> None:
     assert "must be" in errors(f'[admin]\nlisten = "{listen}"\n' + BASE)[0]
+
+
+def test_nodes_auto_in_config() -> None:
+    config = parse_config(
+        DEFAULT_BINDING_TOML + '[[pubsub]]\nbinding = "PubSub"\nnodes = "auto"\n', "t"
+    )
+    binding = config.bindings[0]
+    assert binding.options.autoscale and len(binding.layout.node_ids) == 9
+    bad = DEFAULT_BINDING_TOML + '[[pubsub]]\nbinding = "PubSub"\nnodes = "many"\n'
+    with pytest.raises(ConfigError, match='or "auto"'):
+        parse_config(bad, "t")
+
+
+def test_cluster_config_errors_name_their_key() -> None:
+    good = '[cluster]\nredis_url = "redis://127.0.0.1:6379"\n' + DEFAULT_BINDING_TOML
+    config = parse_config(good, "c.toml")
+    assert config.cluster is not None and config.cluster.mode == "single"
+    sentinel = '[cluster]\nmode = "sentinel"\nservice = "m"\nsentinels = ["h:26379"]\n'
+    config = parse_config(sentinel + DEFAULT_BINDING_TOML, "c.toml")
+    assert config.cluster is not None and config.cluster.sentinels == ("h:26379",)
+    for text, expected in (
+        ('[cluster]\nmode = "single"\n', "c.toml:1: [cluster] error: redis_url is required"),
+        (
+            '[cluster]\nredis_url = "http://x"\n',
+            "c.toml:2: [cluster.redis_url] error: must be a redis",
+        ),
+        ('[cluster]\nredis_url = "redis://x"\nmode = "ring"\n', "c.toml:3: [cluster.mode] error"),
+        (
+            '[cluster]\nredis_url = "redis://x"\nheartbeat_seconds = 7\n',
+            "[cluster.dead_after_seconds] error: must be longer than heartbeat_seconds",
+        ),
+        ('[server]\nreuse_port = "yes"\n', "[server.reuse_port] error"),
+        ('[cluster]\nmode = "sentinel"\nservice = "m"\n', 'mode = "sentinel" needs sentinels'),
+        (
+            '[cluster]\nmode = "sentinel"\nservice = "m"\nsentinels = ["nohost"]\n',
+            "[cluster.sentinels] error: 'nohost' is not \"host:port\"",
+        ),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text + DEFAULT_BINDING_TOML, "c.toml")
+        assert any(expected in str(issue) for issue in caught.value.issues), (
+            expected,
+            [str(i) for i in caught.value.issues],
+        )

@@ -28,8 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from harness import Daemon, RedisServer, masked_frame, upgrade_request
+from daemons import Daemon
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from raw_sockets import masked_frame, upgrade_request
+from redis_servers import RedisServer
 
 EXAMPLES = int(os.environ.get("PARTYSUB_ADVERSARIAL_EXAMPLES", "60"))
 MAX_MESSAGE = 8192
@@ -349,7 +351,7 @@ def sentinel(sender: WS, n: int, binary: bool) -> list[Any]:
         sender.send(0x2, msgpack.packb(message))
     else:
         sender.send(0x1, json.dumps(message).encode())
-    before = []
+    before: list[Any] = []
     while True:
         got = sender.message()
         if is_sentinel(got, n):

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import Clients, Daemon, RawClient, masked_frame, open_fds
+from daemons import Daemon, DaemonFactory, open_fds
+from node_clients import Clients
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from raw_sockets import RawClient, masked_frame
 
 CONFIG = (
     """
@@ -29,7 +31,7 @@ close_timeout = 1
 
 
 @pytest.fixture
-def strict(start_daemon) -> Daemon:  # type: ignore[no-untyped-def]
+def strict(start_daemon: DaemonFactory) -> Daemon:
     return start_daemon(CONFIG)
 
 
@@ -40,8 +42,7 @@ def witness(strict: Daemon) -> Iterator[Clients]:
     counted in the connection storm, where thousands would show)."""
     c = Clients(strict)
     c.connect("witness", room="raw")
-    c.sync()
-    time.sleep(0.2)
+    c.barrier("witness")  # the daemon has settled the witness's connection
     fds = open_fds(strict.proc.pid)
     yield c
     c.send("witness", {"topic": "alive", "data": 1})
@@ -144,7 +145,7 @@ def test_peer_that_never_answers_pings_is_dropped(strict: Daemon, witness: Clien
     assert 1.5 < time.monotonic() - started < 6
 
 
-def test_slow_reader_is_closed_and_the_others_keep_receiving(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_slow_reader_is_closed_and_the_others_keep_receiving(start_daemon: DaemonFactory) -> None:
     # No keep-alive here: the reader must be closed for falling behind, not for silence.
     daemon = start_daemon(
         CONFIG.replace("ping_interval = 1", "ping_interval = 0").replace(
@@ -185,8 +186,7 @@ def daemon_tasks(daemon: Daemon) -> int:
 
 @pytest.mark.serial
 def test_connect_disconnect_storm_leaks_nothing(strict: Daemon, witness: Clients) -> None:
-    witness.sync()
-    time.sleep(0.3)
+    witness.barrier("witness")
     fds, tasks = open_fds(strict.proc.pid), daemon_tasks(strict)
     started = time.monotonic()
     storm = 3000
@@ -227,7 +227,7 @@ def test_the_control_plane_is_not_on_the_public_port(strict: Daemon, witness: Cl
         assert strict.post(path, method="GET")[:2] == (404, "Not found")
 
 
-def test_config_error_exits_non_zero_naming_the_line(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_config_error_exits_non_zero_naming_the_line(start_daemon: DaemonFactory) -> None:
     with pytest.raises(AssertionError) as failed:
         start_daemon(CONFIG.replace("ping_interval = 1", 'ping_interval = "often"'))
     log = str(failed.value)
@@ -258,7 +258,7 @@ def test_transfer_encoding_with_content_length_is_refused_and_closed(
     answer = raw.read_all()
     assert answer.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in answer
     assert answer.count(b"HTTP/1.1") == 1, "nothing after the refusal is read as a request"
-    witness.no_message("witness", wait=0.2)
+    witness.no_message("witness")
 
 
 def test_a_chunk_larger_than_the_body_limit_is_refused_at_its_size_line(

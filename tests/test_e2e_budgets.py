@@ -12,8 +12,9 @@ import urllib.request
 import msgpack
 import pytest
 
-from harness import Daemon, RawClient, masked_frame, upgrade_request
+from daemons import Daemon, DaemonFactory
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from raw_sockets import RawClient, masked_frame, upgrade_request
 
 MIB = 1024 * 1024
 
@@ -57,7 +58,7 @@ def settle(daemon: Daemon, room: str) -> None:
 
 
 @pytest.mark.serial
-def test_a_room_history_is_bounded_in_bytes(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_a_room_history_is_bounded_in_bytes(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(config(pubsub="history_messages = 1000\nhistory_bytes = 4194304"))
     before = rss(daemon)
     client = publisher(daemon, "big")
@@ -74,7 +75,7 @@ def test_a_room_history_is_bounded_in_bytes(start_daemon) -> None:  # type: igno
 
 
 @pytest.mark.serial
-def test_the_budget_counts_what_small_messages_really_cost(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_the_budget_counts_what_small_messages_really_cost(start_daemon: DaemonFactory) -> None:
     """The smallest messages, many of them: what the budget counts is what the daemon
     holds (orjson's result holds 4 KiB however short: kept as is, the count was
     fifteen times too low)."""
@@ -95,7 +96,7 @@ def test_the_budget_counts_what_small_messages_really_cost(start_daemon) -> None
 
 
 @pytest.mark.serial
-def test_all_histories_together_are_bounded(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_all_histories_together_are_bounded(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(
         config(server="max_history_bytes = 8388608", pubsub="history_messages = 1000")
     )
@@ -113,7 +114,7 @@ def test_all_histories_together_are_bounded(start_daemon) -> None:  # type: igno
     assert metric(daemon, "partysub_history_evicted_total") > 0
 
 
-def test_rooms_per_party_are_capped_and_idle_ones_go_first(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_rooms_per_party_are_capped_and_idle_ones_go_first(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(config(pubsub="max_rooms = 3\nhistory_messages = 10"))
     clients = []
     for room in ("a", "b", "c"):
@@ -139,7 +140,7 @@ def test_rooms_per_party_are_capped_and_idle_ones_go_first(start_daemon) -> None
     newcomer.close()
 
 
-def test_a_room_without_a_history_is_freed_at_once(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_a_room_without_a_history_is_freed_at_once(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(config())
     for room in range(50):
         client = RawClient(daemon)
@@ -151,7 +152,7 @@ def test_a_room_without_a_history_is_freed_at_once(start_daemon) -> None:  # typ
         time.sleep(0.05)
 
 
-def test_output_expansion_is_refused_to_the_publisher(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_output_expansion_is_refused_to_the_publisher(start_daemon: DaemonFactory) -> None:
     """A MessagePack message whose JSON form is six times larger (NUL characters):
     refused to its publisher, not delivered as a 1013 to every JSON subscriber."""
     daemon = start_daemon(config())

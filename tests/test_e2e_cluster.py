@@ -20,16 +20,10 @@ from typing import Any
 import pytest
 from test_e2e_tls import self_signed
 
-from harness import (
-    Clients,
-    Daemon,
-    RedisCluster,
-    RedisSentinel,
-    RedisServer,
-    free_port,
-    node_available,
-)
+from daemons import Daemon, DaemonFactory, free_port
+from node_clients import Clients, node_available
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from redis_servers import RedisCluster, RedisSentinel, RedisServer
 
 CHANNEL = "partysub:{PubSub:lobby}"
 # A binding with a history: in a cluster, Redis numbers its messages.
@@ -84,7 +78,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 10, what: str = "cond
 
 
 def start_cluster(
-    start_daemon: Any, redis: RedisServer, count: int, bindings: str = ""
+    start_daemon: DaemonFactory, redis: RedisServer, count: int, bindings: str = ""
 ) -> list[Daemon]:
     daemons = [
         start_daemon(cluster_toml(redis.url) + bindings, "--cluster-name", f"d{i}")
@@ -105,7 +99,7 @@ def post(daemon: Daemon, topic: str, data: Any, room: str = "lobby") -> None:
 
 
 def test_three_daemons_deliver_every_message_once_in_publisher_order(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     daemons = start_cluster(start_daemon, redis, 3)
     clients = [clients_for(d) for d in daemons]
@@ -128,7 +122,7 @@ def test_three_daemons_deliver_every_message_once_in_publisher_order(
         assert by_source == {
             src: list(range(per_source)) for src in ("ws0", "ws1", "ws2", "http0", "http1", "http2")
         }, f"daemon {i}: every message once, in each publisher's order"
-        c.no_message(f"sub{i}", 0.2)
+        c.no_message(f"sub{i}", settle=0.2)
     status, view = admin(daemons[0], "/rooms")
     assert status == 200
     assert view["cluster"]["daemons"] == 3 and view["cluster"]["connections"] == 6
@@ -188,7 +182,7 @@ def test_three_daemons_deliver_every_message_once_in_publisher_order(
 
 
 def test_skip_self_holds_across_daemons(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     a, b = start_cluster(start_daemon, redis, 2)
     ca, cb = clients_for(a), clients_for(b)
@@ -199,13 +193,13 @@ def test_skip_self_holds_across_daemons(
     wait_until(lambda: redis.subscribers(CHANNEL) == 2, what="both daemons subscribed")
     ca.send("tab-a", {"topic": "t", "data": "mine"})
     assert cb.message("other") == {"topic": "t", "data": "mine"}
-    cb.no_message("tab-b", 0.3)
-    ca.no_message("tab-a", 0.1)
+    cb.no_message("tab-b", settle=0.3)
+    ca.no_message("tab-a", settle=0.1)
 
 
 @pytest.mark.parametrize("history", [False, True], ids=["plain", "numbered-by-redis"])
 def test_redis_restarted_mid_stream(
-    start_daemon: Any,
+    start_daemon: DaemonFactory,
     redis: RedisServer,
     clients_for: Callable[[Daemon], Clients],
     history: bool,
@@ -233,11 +227,11 @@ def test_redis_restarted_mid_stream(
         post(a, "t", n)
     got = [cb.message("remote", timeout=15)["data"] for _ in range(60)]
     assert got == list(range(20, 80)), "what waited for Redis arrives, in order, once"
-    cb.no_message("remote", 0.2)
+    cb.no_message("remote", settle=0.2)
 
 
 def test_redis_unreachable_at_start(
-    start_daemon: Any, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     redis = RedisServer(tmp_path, free_port())
     daemon = start_daemon(cluster_toml(redis.url))
@@ -256,7 +250,7 @@ def test_redis_unreachable_at_start(
 
 
 def test_a_killed_daemon_drops_out_and_nothing_else_changes(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     a, b, c = start_cluster(start_daemon, redis, 3)
     ca = clients_for(a)
@@ -289,7 +283,7 @@ def test_a_killed_daemon_drops_out_and_nothing_else_changes(
 
 
 def test_two_daemons_share_one_port(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     port = free_port()
     toml = cluster_toml(redis.url).replace(
@@ -315,7 +309,7 @@ def test_two_daemons_share_one_port(
 
 
 def test_redis_cluster_spreads_rooms_over_shards(
-    start_daemon: Any, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     """mode = "cluster": sharded pub/sub, each room's channel on the shard of its hash slot."""
     redis_cluster = RedisCluster(tmp_path).start()
@@ -347,7 +341,7 @@ def test_redis_cluster_spreads_rooms_over_shards(
 
 
 def test_resume_on_another_daemon_replays_from_redis(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     daemons = [
         start_daemon(cluster_toml(redis.url) + HISTORY, "--cluster-name", name)
@@ -376,7 +370,7 @@ def test_resume_on_another_daemon_replays_from_redis(
     for n in range(30, 35):
         cb.send("pub", {"topic": "t", "data": n})
     assert [cb.message("moved")["data"] for _ in range(5)] == list(range(30, 35))
-    cb.no_message("moved", 0.2)
+    cb.no_message("moved", settle=0.2)
     # The daemon the client left answers from its own copy of the history.
     ca.connect("back", room="lobby", query={"ids": "1", "since": cursor, "topics": "t"})
     assert ca.message("back") == {"__resume": {"recovered": True, "replayed": 25}}
@@ -386,7 +380,7 @@ def test_resume_on_another_daemon_replays_from_redis(
 
 
 def test_idempotency_keys_hold_across_daemons(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     a = start_daemon(cluster_toml(redis.url) + HISTORY, "--cluster-name", "a")
     b = start_daemon(cluster_toml(redis.url) + HISTORY, "--cluster-name", "b")
@@ -403,7 +397,9 @@ def test_idempotency_keys_hold_across_daemons(
     assert cb.message("sub")["data"] == "after"
 
 
-def test_per_address_rate_limits_hold_across_daemons(start_daemon: Any, redis: RedisServer) -> None:
+def test_per_address_rate_limits_hold_across_daemons(
+    start_daemon: DaemonFactory, redis: RedisServer
+) -> None:
     limits = '\n[[pubsub]]\nbinding = "PubSub"\npublish_rate = 0.01\npublish_burst = 4\n'
     # Once both are in each other's view, each enforces half.
     a, b = start_cluster(start_daemon, redis, 2, limits)
@@ -413,7 +409,7 @@ def test_per_address_rate_limits_hold_across_daemons(start_daemon: Any, redis: R
 
 
 def test_messages_lost_while_redis_was_away_are_a_hole_resumes_see(
-    start_daemon: Any, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, redis: RedisServer, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     daemons = [
         start_daemon(
@@ -467,7 +463,7 @@ def cross_delivery_works(daemons: list[Daemon], clients_for: Callable[[Daemon], 
 
 @pytest.mark.parametrize("security", ["password", "tls"])
 def test_redis_with_a_password_or_tls(
-    start_daemon: Any,
+    start_daemon: DaemonFactory,
     tmp_path: Path,
     clients_for: Callable[[Daemon], Clients],
     security: str,
@@ -495,7 +491,7 @@ def test_redis_with_a_password_or_tls(
 
 
 def test_redis_through_sentinel(
-    start_daemon: Any, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
+    start_daemon: DaemonFactory, tmp_path: Path, clients_for: Callable[[Daemon], Clients]
 ) -> None:
     primary = RedisServer(tmp_path / "primary")
     primary.dir.mkdir()

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 from trio_websocket import open_websocket_url
 
 from browser import Browser
-from harness import Clients, Daemon, RedisServer, node_available
+from daemons import Daemon, DaemonFactory
+from node_clients import Clients, node_available
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from redis_servers import RedisServer
 
 WITH_HISTORY = (
     DEFAULT_BINDING_TOML
@@ -41,7 +42,7 @@ def admin_url(daemon: Daemon) -> str:
     return daemon.admin
 
 
-def test_overview_counts_follow_clients(start_daemon: Any, browser: Browser) -> None:
+def test_overview_counts_follow_clients(start_daemon: DaemonFactory, browser: Browser) -> None:
     daemon = start_daemon(WITH_HISTORY)
     browser.open("d", admin_url(daemon) + "/")
     browser.wait_text("d", "#parties", "No live rooms")
@@ -61,7 +62,9 @@ def test_overview_counts_follow_clients(start_daemon: Any, browser: Browser) -> 
         clients.stop()
 
 
-def test_room_view_and_live_tail_with_a_filter(start_daemon: Any, browser: Browser) -> None:
+def test_room_view_and_live_tail_with_a_filter(
+    start_daemon: DaemonFactory, browser: Browser
+) -> None:
     daemon = start_daemon(WITH_HISTORY)
     clients = Clients(daemon)
     try:
@@ -101,7 +104,7 @@ def test_room_view_and_live_tail_with_a_filter(start_daemon: Any, browser: Brows
         clients.stop()
 
 
-def test_token_login_then_tail(start_daemon: Any, browser: Browser) -> None:
+def test_token_login_then_tail(start_daemon: DaemonFactory, browser: Browser) -> None:
     daemon = start_daemon('[admin]\ntoken = "s3cret"\n' + WITH_HISTORY)
     # Chromium logs the refused API calls before the login as console errors.
     browser.allowed_errors.append("status of 401")
@@ -120,7 +123,7 @@ def test_token_login_then_tail(start_daemon: Any, browser: Browser) -> None:
     browser.wait_text("d", "#room-missing", "No one is connected")
 
 
-def test_a_tail_that_does_not_read_never_holds_up_delivery(start_daemon: Any) -> None:
+def test_a_tail_that_does_not_read_never_holds_up_delivery(start_daemon: DaemonFactory) -> None:
     """A viewer that stops reading loses tail lines (counted), and subscribers lose nothing."""
     if not node_available():
         pytest.fail("Node and tests/js/node_modules are needed")
@@ -160,7 +163,9 @@ def test_a_tail_that_does_not_read_never_holds_up_delivery(start_daemon: Any) ->
         clients.stop()
 
 
-def test_the_cluster_in_the_overview(start_daemon: Any, browser: Browser, tmp_path: Path) -> None:
+def test_the_cluster_in_the_overview(
+    start_daemon: DaemonFactory, browser: Browser, tmp_path: Path
+) -> None:
     redis = RedisServer(tmp_path).start()
     try:
         toml = (

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import pytest
 
 from browser import Browser
-from harness import Daemon
+from daemons import Daemon
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"

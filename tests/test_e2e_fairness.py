@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from harness import TESTS, Daemon, RawClient, masked_frame
+from daemons import TESTS, Daemon, DaemonFactory
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from raw_sockets import RawClient, masked_frame
 
 CONFIG = "[server]\nping_interval = 0\n\n" + DEFAULT_BINDING_TOML
 FLOOD_SECONDS = 4.0
@@ -35,7 +36,9 @@ def round_trips(daemon: Daemon, count: int) -> list[float]:
 
 @pytest.mark.serial
 @pytest.mark.parametrize("kind", ["publish", "costly", "invalid", "ping", "trickle"])
-def test_a_witness_keeps_its_round_trip_under_a_flood(start_daemon, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_witness_keeps_its_round_trip_under_a_flood(
+    start_daemon: DaemonFactory, kind: str
+) -> None:
     daemon = start_daemon(CONFIG)
     script = str(TESTS / "tools" / "flood.py")
     flooder = subprocess.Popen(
@@ -44,7 +47,8 @@ def test_a_witness_keeps_its_round_trip_under_a_flood(start_daemon, kind: str) -
         text=True,
     )
     try:
-        time.sleep(0.5)  # the flood is under way
+        assert flooder.stdout is not None
+        assert flooder.stdout.readline() == "flooding\n"
         times = sorted(round_trips(daemon, 300))
     finally:
         out, _ = flooder.communicate(timeout=FLOOD_SECONDS + 10)

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from harness import TESTS, Clients, Daemon
+from daemons import TESTS, Daemon, DaemonFactory
+from node_clients import Clients
 from partysubd.core.config import DEFAULT_BINDING_TOML
 
 ROOT = TESTS.parent
@@ -224,7 +225,7 @@ def test_daemon_view_metrics_health_ready(clients: Clients, daemon: Daemon) -> N
     assert admin_get(daemon, "/nope")[0] == 404
 
 
-def test_control_plane_token(start_daemon: Any, tmp_path: Path) -> None:
+def test_control_plane_token(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     daemon = start_daemon('[admin]\ntoken = "s3cret"\n' + DEFAULT_BINDING_TOML)
     status, body = admin_get(daemon, "/rooms")
     assert status == 401 and "bearer token" in body["error"]
@@ -235,7 +236,7 @@ def test_control_plane_token(start_daemon: Any, tmp_path: Path) -> None:
     assert done.returncode == 0
 
 
-def test_control_plane_on_a_unix_socket(start_daemon: Any, tmp_path: Path) -> None:
+def test_control_plane_on_a_unix_socket(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     path = tmp_path / "admin.sock"
     daemon = start_daemon(None, "--admin-listen", f"unix:{path}")
     done = cli("rooms", "--admin", f"unix:{path}", "--json")
@@ -324,7 +325,7 @@ ping_interval = 0
 
 
 def test_reload_keeps_connections_and_applies_a_new_limit(
-    start_daemon: Any, tmp_path: Path
+    start_daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     daemon = start_daemon(RELOADABLE)
     clients = Clients(daemon)
@@ -357,7 +358,7 @@ def test_reload_keeps_connections_and_applies_a_new_limit(
         clients.stop()
 
 
-def test_reload_reports_what_cannot_change(start_daemon: Any, tmp_path: Path) -> None:
+def test_reload_reports_what_cannot_change(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     daemon = start_daemon(RELOADABLE)
     # The port is --port 0 on the command line, which wins; the host comes from the file.
     (tmp_path / "partysub.toml").write_text(
@@ -438,7 +439,7 @@ def test_sd_notify_ready_reload_watchdog_stopping(tmp_path: Path) -> None:
 
 
 @pytest.mark.serial
-def test_sigterm_drains_in_batches_and_exits_0(start_daemon: Any) -> None:
+def test_sigterm_drains_in_batches_and_exits_0(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(
         RELOADABLE.replace("ping_interval = 0", "ping_interval = 0\ndrain_seconds = 1")
     )
@@ -451,7 +452,7 @@ def test_sigterm_drains_in_batches_and_exits_0(start_daemon: Any) -> None:
         daemon.proc.send_signal(signal.SIGTERM)
         closed_at = []
         for cid in ids:
-            event = clients.expect(lambda e, cid=cid: e["event"] == "close" and e["id"] == cid)
+            event = clients.closed(cid)
             assert event["code"] == 1001
             closed_at.append(time.monotonic() - started)
         assert daemon.proc.wait(10) == 0
@@ -463,7 +464,7 @@ def test_sigterm_drains_in_batches_and_exits_0(start_daemon: Any) -> None:
 
 
 @pytest.mark.serial
-def test_ready_turns_false_while_draining(start_daemon: Any) -> None:
+def test_ready_turns_false_while_draining(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(
         RELOADABLE.replace("ping_interval = 0", "ping_interval = 0\ndrain_seconds = 3")
     )
@@ -511,7 +512,7 @@ def test_systemd_unit_verifies(tmp_path: Path, source: str, name: str) -> None:
     assert str(path) not in output, output
 
 
-def test_json_log_format(start_daemon: Any) -> None:
+def test_json_log_format(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(None, "--log-format", "json")
     entry = json.loads(daemon.wait_for_log(r'"message": "partysub .* listening on'))
     assert entry["level"] == "info" and entry["logger"] == "partysubd"

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import Clients, Daemon
+from daemons import Daemon, DaemonFactory
+from node_clients import Clients
 
 MULTI_NODE = """
 [server]
@@ -44,7 +45,7 @@ nodes = 2
 
 
 @pytest.fixture
-def multi(start_daemon) -> Daemon:  # type: ignore[no-untyped-def]
+def multi(start_daemon: DaemonFactory) -> Daemon:
     return start_daemon(MULTI_NODE, "--log-level", "debug")
 
 
@@ -126,7 +127,7 @@ def test_room_spread_over_nodes_reaches_everyone_once_in_order(
         mclients.send("pub", {"topic": "t", "data": i})
     for cid in ids:
         assert [m["data"] for m in mclients.messages(cid, 30)] == list(range(30))
-    mclients.no_message(ids[0], wait=0.2)
+    mclients.no_message(ids[0])
 
 
 def test_country_header_picks_the_location(mclients: Clients, multi: Daemon) -> None:
@@ -145,7 +146,7 @@ def test_unknown_country_lands_anywhere_configured(mclients: Clients, multi: Dae
     assert locations <= {"wnam", "weur"}
 
 
-def test_country_header_is_configurable(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_country_header_is_configurable(start_daemon: DaemonFactory) -> None:
     config = MULTI_NODE.replace("[server]", '[server]\ncountry_header = "X-Country-Code"')
     daemon = start_daemon(config, "--log-level", "debug")
     c = Clients(daemon)
@@ -157,7 +158,7 @@ def test_country_header_is_configurable(start_daemon) -> None:  # type: ignore[n
         c.stop()
 
 
-def test_jurisdiction_keeps_nodes_in_the_eu(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_jurisdiction_keeps_nodes_in_the_eu(start_daemon: DaemonFactory) -> None:
     config = MULTI_NODE.replace("locations = { wnam = 1, weur = 1 }", 'jurisdiction = "eu"')
     daemon = start_daemon(config, "--log-level", "debug")
     c = Clients(daemon)
@@ -246,7 +247,7 @@ def test_bad_frames_get_an_error_and_publish_nothing(clients: Clients, raw: str,
     error = clients.message("bad")
     assert error["__error"]["code"] == code
     assert error["__error"]["message"]
-    clients.no_message("other", wait=0.1)
+    clients.no_message("other")
     clients.send("bad", {"topic": "ok", "data": 1})
     assert clients.message("other") == {"topic": "ok", "data": 1}
 
@@ -267,7 +268,7 @@ def test_order_per_publisher(clients: Clients) -> None:
     assert [m["data"] for m in clients.messages("sub", 300)] == list(range(300))
 
 
-def test_message_over_the_limit_closes_1009(start_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_message_over_the_limit_closes_1009(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(MULTI_NODE.replace("[server]", "[server]\nmax_message_size = 1000"))
     c = Clients(daemon)
     try:
@@ -294,7 +295,11 @@ def test_client_close_is_answered_at_once(clients: Clients) -> None:
 
 def test_keepalive_pings_keep_a_live_client(mclients: Clients, multi: Daemon) -> None:
     mclients.connect("live")
-    time.sleep(3.0)  # several ping intervals and more than ping_timeout
+    started = time.monotonic()
+    # Pinged and answering, for longer than ping_timeout (2 s) with its 0.5 s interval.
+    for _ in range(5):
+        mclients.expect(lambda e: e["event"] == "ping" and e["id"] == "live", timeout=5)
+    assert time.monotonic() - started > 2
     mclients.send("live", {"topic": "t", "data": "still here"})
     assert mclients.message("live") == {"topic": "t", "data": "still here"}
 
@@ -306,7 +311,7 @@ def test_shutdown_closes_with_1001_and_exits_0(mclients: Clients, multi: Daemon)
     assert multi.stop() == 0
     assert time.monotonic() - started < 5
     for cid in ("a", "b"):
-        closed = mclients.expect(lambda e, cid=cid: e["event"] == "close" and e["id"] == cid)
+        closed = mclients.closed(cid)
         assert closed["code"] == 1001
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import socket
 import sys
 
-from harness import Daemon, Terminal, free_port
+from daemons import Daemon, free_port
+from terminal import Terminal
 
 CLI = (sys.executable, "-m", "partysub_cli")
 

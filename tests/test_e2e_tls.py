@@ -9,15 +9,16 @@ import socket
 import ssl
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness import Clients, Daemon, RawClient
+from daemons import Daemon, DaemonFactory
+from node_clients import Clients
 from partysubd.core.config import DEFAULT_BINDING_TOML
+from raw_sockets import RawClient
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
@@ -67,7 +68,9 @@ def served_certificate(daemon: Daemon) -> bytes:
         return certificate
 
 
-def test_partysocket_over_wss_and_https_publish(start_daemon: Any, tmp_path: Path) -> None:
+def test_partysocket_over_wss_and_https_publish(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
     cert, key = self_signed(tmp_path, "one")
     daemon = start_daemon(tls_config(cert, key))
     clients = Clients(daemon)
@@ -92,7 +95,7 @@ def test_partysocket_over_wss_and_https_publish(start_daemon: Any, tmp_path: Pat
         clients.stop()
 
 
-def test_plain_http_on_the_tls_port_is_dropped(start_daemon: Any, tmp_path: Path) -> None:
+def test_plain_http_on_the_tls_port_is_dropped(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     daemon = start_daemon(tls_config(*self_signed(tmp_path, "one")))
     raw = RawClient(daemon)
     raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -100,7 +103,7 @@ def test_plain_http_on_the_tls_port_is_dropped(start_daemon: Any, tmp_path: Path
     assert daemon.alive()
 
 
-def test_sighup_loads_a_renewed_certificate(start_daemon: Any, tmp_path: Path) -> None:
+def test_sighup_loads_a_renewed_certificate(start_daemon: DaemonFactory, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path, "one")
     daemon = start_daemon(tls_config(cert, key))
     clients = Clients(daemon)

@@ -69,10 +69,10 @@ def test_oversized_frame_is_refused_from_its_header() -> None:
 
 def test_control_and_fragmented_frames_go_to_wsproto_whole() -> None:
     proto = FrameProtocol(client=True, extensions=[])
-    ping = proto.ping(b"hi")
-    first = proto.send_data("ab", False)
-    last = proto.send_data("cd", True)
-    after = proto.send_data("ef", True)
+    ping = bytes(proto.ping(b"hi"))
+    first = bytes(proto.send_data("ab", False))
+    last = bytes(proto.send_data("cd", True))
+    after = bytes(proto.send_data("ef", True))
     splitter = FrameSplitter(max_size=100)
     splitter.feed(ping + first + last + after)
     assert splitter.next() == (FrameSplitter.RAW, ping)

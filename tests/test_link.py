@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import trio
 
+from fakes import Conn, message
 from partysubd.cluster.link import ClusterLink
 from partysubd.core.config import DEFAULT_BINDING_TOML, ClusterSettings, parse_config
+from partysubd.core.envelope import Envelope, Origin
 from partysubd.core.hub import Hub
 
 
@@ -53,3 +55,20 @@ def test_a_stop_while_coredis_fails_to_close_is_a_clean_stop(
         return scope.cancelled_caught
 
     assert trio.run(main) is True
+
+
+def test_the_link_delivers_only_into_bindings_this_daemon_has() -> None:
+    from partysubd.cluster.link import ClusterLink
+    from partysubd.core.config import ClusterSettings
+
+    config = parse_config(DEFAULT_BINDING_TOML, "t")
+    link = ClusterLink(ClusterSettings(redis_url="redis://127.0.0.1:1"), "d1")
+    hub = Hub.build(config, link, random.Random(2))
+    link.attach(hub, config.server)
+    conn = Conn("c")
+    hub.registry.join(hub.registry.parties["pubsub"], "r", conn, None, ["*"])
+    envelope = Envelope(message("t", 3), origin=Origin.RELAYED)
+    link._deliver("NoSuchBinding", "r", envelope, 2.0)
+    assert conn.frames() == []
+    link._deliver("PubSub", "r", envelope, 2.0)
+    assert len(conn.frames()) == 1

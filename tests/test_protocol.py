@@ -196,3 +196,30 @@ def test_http_publish_reasons(body: bytes, reason: str) -> None:
     result = parse_http_publish(body, "", LIMITS)
     assert isinstance(result, ProtocolError)
     assert reason in result.message
+
+
+def test_msgpack_messages() -> None:
+    limits = MessageLimits()
+    assert parse_msgpack_message(msgpack.packb({"topic": "t", "data": b"\x00"}), limits) == message(
+        "t", b"\x00"
+    )
+    assert parse_msgpack_message(msgpack.packb({"__topics": ["a"]}), limits) == Subscribe(("a",))
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    timestamp96 = b"\xc7\x0c\xff" + (0).to_bytes(4, "big") + (2**62).to_bytes(8, "big")
+    for bad, code in [
+        (b"\xc1", ErrorCode.BAD_MSGPACK),
+        (msgpack.packb([1]), ErrorCode.BAD_MESSAGE),
+        (msgpack.packb({"topic": 1}), ErrorCode.BAD_TOPIC),
+        (msgpack.packb(msgpack.ExtType(5, b"x")), ErrorCode.BAD_MSGPACK),
+        (msgpack.packb({"topic": "t", "data": float("nan")}), ErrorCode.BAD_VALUE),
+        (msgpack.packb({"topic": "t", "data": float("-inf")}), ErrorCode.BAD_VALUE),
+        (msgpack.packb({"topic": "t", "data": {b"k": 1}}), ErrorCode.BAD_VALUE),
+        (msgpack.packb({"topic": "t", "data": deep}), ErrorCode.BAD_VALUE),
+        (b"\x82\xa5topic\xa1t\xa4data" + timestamp96, ErrorCode.BAD_VALUE),
+        (b"\x82\xa5topic\xa1t\xa4data\xa3\xed\xa0\x80", ErrorCode.BAD_MSGPACK),  # surrogate
+        (b"\x91" * 5000 + b"\x01", ErrorCode.BAD_MSGPACK),
+    ]:
+        result = parse_msgpack_message(bad, limits)
+        assert isinstance(result, ProtocolError) and result.code is code, (bad[:20], result)

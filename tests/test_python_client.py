@@ -10,7 +10,7 @@ import pytest
 import trio
 
 import partysub
-from harness import Daemon
+from daemons import Daemon, DaemonFactory
 from partysub.testing import RunningDaemon, running_daemon
 from partysubd.core.config import DEFAULT_BINDING_TOML
 
@@ -48,7 +48,7 @@ def test_subscribe_publish_and_set_topics(daemon: Daemon) -> None:
     assert all(m.id for m in got), "cursors come with resume=True"
 
 
-def test_reconnects_and_resumes_without_loss(start_daemon: Any) -> None:
+def test_reconnects_and_resumes_without_loss(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon(HISTORY)
     assert daemon.admin
 

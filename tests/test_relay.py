@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import msgpack
@@ -10,20 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn, message, publish
-from partysubd.core.clustering import NoCluster
-from partysubd.core.config import DEFAULT_BINDING_TOML, ConfigError, parse_config
-from partysubd.core.envelope import Envelope, Origin
-from partysubd.core.hub import Hub
-from partysubd.core.members import (
-    Member,
-    cluster_room_view,
-    cluster_view,
-    decode_member,
-    local_rooms,
-)
+from fakes import message
 from partysubd.core.protocol import MessageLimits
-from partysubd.core.registry import Party
 from partysubd.core.relay import (
     BadBatch,
     Batch,
@@ -196,119 +183,6 @@ def test_interest_reports_net_changes_and_everything_after_a_reconnect() -> None
     assert interest.take_changes() == ([], [])
 
 
-class RecordingCluster(NoCluster):
-    """The cluster hooks, writing down what the core asked of them."""
-
-    active = True
-
-    def __init__(self) -> None:
-        self.relayed: list[tuple[str, str, Any, str | None, bool]] = []
-        self.wanted: list[tuple[str, bool]] = []
-
-    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
-        m = envelope.message
-        self.relayed.append(
-            (party.binding.name, room, m.data, envelope.publisher, envelope.skip_publisher)
-        )
-
-    def interest(self, party: Party, room: str, wanted: bool) -> None:
-        self.wanted.append((room, wanted))
-
-
-def test_hub_relays_local_publishes_only_and_reports_interest() -> None:
-    cluster = RecordingCluster()
-    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), cluster, random.Random(2))
-    party = hub.registry.parties["pubsub"]
-    a, b = Conn("a"), Conn("b", skip_self=True)
-    membership = hub.registry.join(party, "r", a, None, ["*"])
-    membership_b = hub.registry.join(party, "r", b, None, ["*"])
-    assert cluster.wanted == [("r", True)], "once, for the room's first connection"
-    publish(hub, membership.room, message("t", 1), "a", 1.0)
-    relayed = Envelope(message("t", 2), "b", origin=Origin.RELAYED)
-    assert hub.fanout.deliver(party, "r", relayed, 2.0) == 1
-    elsewhere = Envelope(message("t", 3), origin=Origin.RELAYED)
-    assert hub.fanout.deliver(party, "nobody-here", elsewhere, 2.0) == 0
-    empty = Envelope(message("t", 4), "x", skip_publisher=True)
-    assert hub.fanout.deliver(party, "empty", empty, 3.0) == 0
-    assert cluster.relayed == [("PubSub", "r", 1, "a", False), ("PubSub", "empty", 4, "x", True)]
-    hub.registry.leave(a, membership)
-    assert cluster.wanted == [("r", True)]
-    hub.registry.leave(b, membership_b)
-    assert cluster.wanted == [("r", True), ("r", False)], "once, for its last"
-
-
-def test_the_link_delivers_only_into_bindings_this_daemon_has() -> None:
-    from partysubd.cluster.link import ClusterLink
-    from partysubd.core.config import ClusterSettings
-
-    config = parse_config(DEFAULT_BINDING_TOML, "t")
-    link = ClusterLink(ClusterSettings(redis_url="redis://127.0.0.1:1"), "d1")
-    hub = Hub.build(config, link, random.Random(2))
-    link.attach(hub, config.server)
-    conn = Conn("c")
-    hub.registry.join(hub.registry.parties["pubsub"], "r", conn, None, ["*"])
-    envelope = Envelope(message("t", 3), origin=Origin.RELAYED)
-    link._deliver("NoSuchBinding", "r", envelope, 2.0)
-    assert conn.frames() == []
-    link._deliver("PubSub", "r", envelope, 2.0)
-    assert len(conn.frames()) == 1
-
-
-def test_members_encode_decode_and_the_cluster_view() -> None:
-    me = Member("a", "eu", "http://h:1", 100.0, 110.0, 3, {"pubsub/lobby": 2, "pubsub/x": 1})
-    other = Member("b", "us", "http://h:2", 105.0, 109.5, 2, {"pubsub/lobby": 2})
-    assert decode_member(me.encode()) == me
-    assert decode_member(None) is None
-    assert decode_member(b"{not json") is None
-    assert decode_member(b'{"no": "name"}') is None
-    view = cluster_view([other, me], "a", 111.0)
-    assert [d["name"] for d in view["daemons"]] == ["a", "b"]
-    assert view["daemons"][0]["self"] and view["daemons"][1]["last_seen"] == 1.5
-    assert view["totals"] == {"daemons": 2, "connections": 5, "rooms": 2}
-    assert view["rooms"][0] == {"party": "pubsub", "room": "lobby", "connections": 4, "daemons": 2}
-
-
-def test_local_rooms_counts_live_connections() -> None:
-    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), rng=random.Random(2))
-    party = hub.registry.parties["pubsub"]
-    for i in range(3):
-        hub.registry.join(party, "r", Conn(f"c{i}"), None, ["*"])
-    assert local_rooms(hub.registry) == (3, {"pub-sub/r": 3})
-
-
-def test_cluster_config_errors_name_their_key() -> None:
-    good = '[cluster]\nredis_url = "redis://127.0.0.1:6379"\n' + DEFAULT_BINDING_TOML
-    config = parse_config(good, "c.toml")
-    assert config.cluster is not None and config.cluster.mode == "single"
-    sentinel = '[cluster]\nmode = "sentinel"\nservice = "m"\nsentinels = ["h:26379"]\n'
-    config = parse_config(sentinel + DEFAULT_BINDING_TOML, "c.toml")
-    assert config.cluster is not None and config.cluster.sentinels == ("h:26379",)
-    for text, expected in (
-        ('[cluster]\nmode = "single"\n', "c.toml:1: [cluster] error: redis_url is required"),
-        (
-            '[cluster]\nredis_url = "http://x"\n',
-            "c.toml:2: [cluster.redis_url] error: must be a redis",
-        ),
-        ('[cluster]\nredis_url = "redis://x"\nmode = "ring"\n', "c.toml:3: [cluster.mode] error"),
-        (
-            '[cluster]\nredis_url = "redis://x"\nheartbeat_seconds = 7\n',
-            "[cluster.dead_after_seconds] error: must be longer than heartbeat_seconds",
-        ),
-        ('[server]\nreuse_port = "yes"\n', "[server.reuse_port] error"),
-        ('[cluster]\nmode = "sentinel"\nservice = "m"\n', 'mode = "sentinel" needs sentinels'),
-        (
-            '[cluster]\nmode = "sentinel"\nservice = "m"\nsentinels = ["nohost"]\n',
-            "[cluster.sentinels] error: 'nohost' is not \"host:port\"",
-        ),
-    ):
-        with pytest.raises(ConfigError) as caught:
-            parse_config(text + DEFAULT_BINDING_TOML, "c.toml")
-        assert any(expected in str(issue) for issue in caught.value.issues), (
-            expected,
-            [str(i) for i in caught.value.issues],
-        )
-
-
 def test_waiting_numbered_messages_are_marked_delivered_once() -> None:
     out = Outbound(limit=10)
     out.add(pending(1, numbered=True))
@@ -324,56 +198,6 @@ def test_waiting_numbered_messages_are_marked_delivered_once() -> None:
     numbered_a, plain_a, numbered_b = out.take()
     assert [decode_item(i, LIMITS).delivered_at_origin for i in numbered_a.items] == [True, True]
     assert numbered_b.idems == ["k"] and plain_a.items
-
-
-def test_per_address_limits_are_shared_out_over_the_cluster() -> None:
-    extra = '\n[[pubsub]]\nbinding = "PubSub"\nconnect_rate = 10\nconnect_burst = 10\n'
-    hub = Hub.build(parse_config(DEFAULT_BINDING_TOML + extra, "t"), rng=random.Random(2))
-    party = hub.registry.parties["pubsub"]
-
-    def admitted(now: float) -> int:
-        return sum(1 for _ in range(20) if party.connect_limiter.take("1.2.3.4", now) == 0)
-
-    assert admitted(0.0) == 10
-    hub.registry.set_cluster_size(2)
-    assert admitted(100.0) == 5, "each of two daemons admits half the burst"
-    assert party.connect_limiter.rate == 5
-    hub.registry.set_cluster_size(0)
-    assert party.share == 1
-
-
-def test_cluster_room_view_sums_connections_and_patterns_not_topic_counts() -> None:
-    a = Member(
-        "a",
-        "",
-        "",
-        0.0,
-        0.0,
-        2,
-        {"p/r": 2},
-        details={"p/r": {"patterns": {"*": 1, "x": 1}, "topics": {"t": [5, 10.0]}}},
-    )
-    b = Member(
-        "b",
-        "",
-        "",
-        0.0,
-        0.0,
-        1,
-        {"p/r": 1, "p/other": 4},
-        details={"p/r": {"patterns": {"*": 1}, "topics": {"t": [5, 12.0], "u": [1, 11.0]}}},
-    )
-    view = cluster_room_view([a, b], "p/r")
-    assert view == {
-        "daemons": ["a", "b"],
-        "connections": 3,
-        "patterns": [{"pattern": "*", "connections": 2}, {"pattern": "x", "connections": 1}],
-        "recent_topics": [
-            {"topic": "t", "count": 5, "last_seen": 12.0},
-            {"topic": "u", "count": 1, "last_seen": 11.0},
-        ],
-    }
-    assert cluster_room_view([a, b], "p/nowhere") is None
 
 
 def test_dropped_numbered_messages_leave_a_hole_per_room() -> None:

@@ -59,6 +59,7 @@ class WebSocketReader:
 
     __slots__ = (
         "_binary",
+        "_ended",
         "_frames",
         "_keep_binary",
         "_parts",
@@ -76,6 +77,7 @@ class WebSocketReader:
         self._parts: list[bytes] | None = None
         self._parts_size = 0
         self._binary = False
+        self._ended = False  # a Closed was produced: nothing after it is read
 
     @property
     def max_size(self) -> int:
@@ -93,8 +95,10 @@ class WebSocketReader:
         self._frames.feed(data)
 
     def next(self) -> Event | None:
-        """The next event, or None until more bytes arrive."""
+        """The next event, or None until more bytes arrive (and for good after a Closed)."""
         while not self._pending:
+            if self._ended:
+                return None
             frame = self._frames.next()
             if frame is None:
                 return None
@@ -137,6 +141,7 @@ class WebSocketReader:
                 self._pending.append(Pinged(event.payload, len(frame)))
             elif isinstance(event, CloseConnection):
                 self._pending.append(self._closed(event))
+                self._ended = True
                 return
 
     def _closed(self, event: CloseConnection) -> Closed:

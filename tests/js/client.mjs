@@ -54,7 +54,11 @@ const commands = {
     const socket = new PartySocket(options);
     socket.binaryType = "arraybuffer";
     sockets.set(id, socket);
-    socket.addEventListener("open", () => emit({ event: "open", id, pk: socket.id }));
+    socket.addEventListener("open", () => {
+      // The daemon's keep-alive pings (ws answers them by itself).
+      socket._ws.on("ping", () => emit({ event: "ping", id }));
+      emit({ event: "open", id, pk: socket.id });
+    });
     socket.addEventListener("message", (e) => {
       let data = e.data;
       if (typeof data !== "string") {
@@ -111,6 +115,18 @@ const commands = {
   },
   ping({ req }) {
     emit({ event: "pong", req });
+  },
+  barrier({ id, req }) {
+    // A WebSocket ping through the daemon: its pong comes back behind every
+    // frame the daemon queued for this socket before reading the ping, and
+    // the ping is read after every frame this socket sent before it.
+    const ws = sockets.get(id)?._ws;
+    if (!ws || ws.readyState !== WS.OPEN) {
+      emit({ event: "barrier", id, req, open: false });
+      return;
+    }
+    ws.once("pong", () => emit({ event: "barrier", id, req, open: true }));
+    ws.ping();
   }
 };
 

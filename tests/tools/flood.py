@@ -6,7 +6,8 @@ KIND: publish (valid publishes into a room with a reading subscriber), costly
 (valid publishes of the costliest kind the default limit allows: 250 kB of
 empty arrays, every one a value to decode and check), invalid (frames that are
 not JSON), ping (ping frames), trickle (one large frame, one byte per TCP
-segment). Prints how many frames (or bytes) it sent. Used by the
+segment). Prints "flooding" once the flood is on the wire, and at the end how
+many frames (or bytes) it sent. Used by the
 fairness tests, run as its own process so it competes for the daemon and not
 for the test's interpreter.
 """
@@ -63,6 +64,15 @@ def drain(sock: socket.socket) -> None:
 def flood(host: str, port: int, kind: str, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     sent = 0
+    announced = False
+
+    def flooding() -> None:
+        """Tell the test the flood has begun (once)."""
+        nonlocal announced
+        if not announced:
+            announced = True
+            print("flooding", flush=True)
+
     if kind in ("publish", "costly"):
         reader = connect(host, port, "/parties/pubsub/flood")
         threading.Thread(target=drain, args=(reader,), daemon=True).start()
@@ -82,12 +92,15 @@ def flood(host: str, port: int, kind: str, seconds: float) -> int:
                 for i in range(len(big)):
                     sock.send(big[i : i + 1])
                     sent += 1
+                    if sent == 1000:
+                        flooding()
                     if time.monotonic() > deadline:
                         break
             else:
                 while time.monotonic() < deadline:
                     sock.sendall(burst[kind])
                     sent += 4 if kind == "costly" else 64
+                    flooding()
         except OSError:
             pass  # closed by the daemon (abuse strikes, 1009): come back
     return sent
