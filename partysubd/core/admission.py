@@ -18,16 +18,20 @@ from .protocol import ErrorCode, ProtocolError, Publish
 Limit = Callable[[int, float], float]
 
 
+def _unlimited(size: int, now: float) -> float:
+    return 0.0
+
+
 class Admission:
-    __slots__ = ("grant", "limit")
+    """``take(size, now)``: 0.0 if one more message of ``size`` bytes may come in,
+    else the seconds to wait. It is the limiter itself (or no limit), not a
+    method that asks it: one call per message, on the publish path."""
+
+    __slots__ = ("grant", "take")
 
     def __init__(self, grant: Grant = FULL_ACCESS, limit: Limit | None = None) -> None:
         self.grant = grant
-        self.limit = limit
-
-    def take(self, size: int, now: float) -> float:
-        """0.0 if one more message of ``size`` bytes may come in; else the wait."""
-        return self.limit(size, now) if self.limit is not None else 0.0
+        self.take: Limit = limit if limit is not None else _unlimited
 
     def allow(self, message: Publish) -> ProtocolError | None:
         if self.grant.may_publish(message.topic):

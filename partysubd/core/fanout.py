@@ -38,12 +38,18 @@ class Fanout:
         room = party.rooms.get(room_name)
         origin = envelope.origin
         message = envelope.message
+        cluster = self.cluster
         if origin is Origin.HERE:
             # A room kept idle for its history still takes the message: the
             # client coming back resumes from it.
-            if room is not None and room.history.is_repeat(message.idem):
+            if (
+                message.idem is not None
+                and room is not None
+                and room.history.is_repeat(message.idem)
+            ):
                 return None
-            numbered = self.cluster.numbers(party)
+            # Alone (``active`` False) there is nothing to number or relay: no calls.
+            numbered = cluster.active and cluster.numbers(party)
             if room is None:
                 if party.tails:
                     party.tails.offer(room_name, message, None, now)
@@ -61,7 +67,8 @@ class Fanout:
                 return self._fan_out(room, envelope, None, now)
             seq = room.history.append(message, envelope.publisher, now)
             delivered = self._fan_out(room, envelope, seq, now)
-            self.cluster.relay(party, room_name, envelope)
+            if cluster.active:
+                cluster.relay(party, room_name, envelope)
             return delivered
         if room is None or not room.nodes:  # nobody here for a message from elsewhere
             if origin is Origin.RELAYED and party.tails:

@@ -466,7 +466,8 @@ class Session:
     def _ws_events(self) -> None:
         ws = self.ws
         assert ws is not None
-        while self.state is not State.FINISHED:
+        finished, closing = State.FINISHED, State.CLOSING  # looked up once: the hot loop
+        while self.state is not finished:
             if self._spent():
                 return
             event = ws.next()
@@ -474,7 +475,7 @@ class Session:
                 self._messages += 1  # nothing was handled
                 return
             if isinstance(event, Message):
-                if self.state is not State.CLOSING:  # closing: only its close frame matters
+                if self.state is not closing:  # closing: only its close frame matters
                     self._on_message(event.payload, binary=event.binary)
             elif isinstance(event, Pinged):
                 # A ping costs like a message, and once a close is under way

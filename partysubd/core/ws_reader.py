@@ -18,8 +18,12 @@ from wsproto.utilities import LocalProtocolError
 
 from .frames import OPCODE_BINARY, FrameSplitter
 
+# The events are made per message: plain slotted dataclasses, not frozen ones
+# (a frozen dataclass sets each field through object.__setattr__, five times
+# the cost, measured on the publish path). Nothing changes one once made.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Message:
     """One whole client message: a text frame's bytes (JSON), or a binary one's."""
 
@@ -27,7 +31,7 @@ class Message:
     binary: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pinged:
     """A client ping: ``size`` is what it costs against the rate limit."""
 
@@ -35,7 +39,7 @@ class Pinged:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Closed:
     """The client closed (``code`` None: ``reply`` answers its close frame), or broke
     the protocol (``code``: the close we send, ``reply`` its frame). After it
@@ -45,12 +49,14 @@ class Closed:
     code: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TooBig:
     """A message over ``max_size``, refused before (or as soon as) it is too big."""
 
 
 Event = Message | Pinged | Closed | TooBig
+
+_RAW, _TOO_BIG = FrameSplitter.RAW, FrameSplitter.TOO_BIG  # plain globals: read per frame
 
 
 class WebSocketReader:
@@ -103,9 +109,9 @@ class WebSocketReader:
             if frame is None:
                 return None
             kind, payload = frame
-            if kind == FrameSplitter.RAW:
+            if kind == _RAW:
                 self._wsproto_frame(payload)
-            elif kind == FrameSplitter.TOO_BIG:
+            elif kind == _TOO_BIG:
                 self._parts = None
                 return TooBig()
             else:
