@@ -18,23 +18,33 @@ from .protocol import ErrorCode, ProtocolError, Publish
 Limit = Callable[[int, float], float]
 
 
-def _unlimited(size: int, now: float) -> float:
-    return 0.0
-
-
 class Admission:
-    """``take(size, now)``: 0.0 if one more message of ``size`` bytes may come in,
-    else the seconds to wait. It is the limiter itself (or no limit), not a
-    method that asks it: one call per message, on the publish path."""
+    """``limit(size, now)``: 0.0 if one more message of ``size`` bytes may come in,
+    else the seconds to wait; None when nothing limits the connection (asked as
+    ``take``). The grant's topics are looked at only when it names some: both
+    run once per message, on the publish path, so neither costs a call it
+    need not."""
 
-    __slots__ = ("grant", "take")
+    __slots__ = ("_grant", "_open", "limit")
 
     def __init__(self, grant: Grant = FULL_ACCESS, limit: Limit | None = None) -> None:
         self.grant = grant
-        self.take: Limit = limit if limit is not None else _unlimited
+        self.limit = limit
+
+    @property
+    def grant(self) -> Grant:
+        return self._grant
+
+    @grant.setter
+    def grant(self, grant: Grant) -> None:
+        self._grant = grant
+        self._open = grant.pub is None  # publishing anywhere: no topic to check
+
+    def take(self, size: int, now: float) -> float:
+        return 0.0 if self.limit is None else self.limit(size, now)
 
     def allow(self, message: Publish) -> ProtocolError | None:
-        if self.grant.may_publish(message.topic):
+        if self._open or self._grant.may_publish(message.topic):
             return None
         return ProtocolError(
             ErrorCode.FORBIDDEN, f"the token does not allow publishing to {message.topic!r}"
