@@ -19,12 +19,12 @@ def hub_with(extra_toml: str = "", *, seed: int = 5) -> Hub:
     return Hub.build(parse_config(DEFAULT_BINDING_TOML + extra_toml, "t"), rng=random.Random(seed))
 
 
-def subscriber(id: str, country: str | None = None) -> Conn:
+def subscriber(id: str, country: str | None = None) -> FakeSubscriber:
     """A connection with an address and an age, as the control plane's views show them."""
-    return Conn(id, country=country, peer="127.0.0.1:1", created=10.0)
+    return FakeSubscriber(id, country=country, peer="127.0.0.1:1", created=10.0)
 
 
-class Conn:
+class FakeSubscriber:
     """A connection as the registry and the fan-out see it (core.registry.Subscriber)."""
 
     def __init__(

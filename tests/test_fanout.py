@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from fakes import Conn, hub_with, message, publish
+from fakes import FakeSubscriber, hub_with, message, publish
 from partysubd.core import protocol
 from partysubd.core.clustering import NoCluster
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
@@ -48,8 +48,8 @@ def test_each_variant_in_use_is_encoded_once(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(rooms, "encode_message", counting)
     hub = hub_with()
     party = hub.registry.parties["pubsub"]
-    conns = [Conn(f"j{i}") for i in range(5)]
-    conns += [Conn(f"m{i}", Variant.MSGPACK_IDS) for i in range(5)]
+    conns = [FakeSubscriber(f"j{i}") for i in range(5)]
+    conns += [FakeSubscriber(f"m{i}", Variant.MSGPACK_IDS) for i in range(5)]
     room = None
     for conn in conns:
         room = hub.registry.join(party, "r", conn, None, ["*"]).room
@@ -62,8 +62,8 @@ def test_each_variant_in_use_is_encoded_once(monkeypatch: pytest.MonkeyPatch) ->
 def test_skip_self_leaves_out_every_socket_of_the_publisher() -> None:
     hub = hub_with()
     party = hub.registry.parties["pubsub"]
-    tab1, tab2 = Conn("u", skip_self=True), Conn("u", skip_self=True)
-    echo, other = Conn("v"), Conn("w")
+    tab1, tab2 = FakeSubscriber("u", skip_self=True), FakeSubscriber("u", skip_self=True)
+    echo, other = FakeSubscriber("v"), FakeSubscriber("w")
     room = None
     for conn in (tab1, tab2, echo, other):
         room = hub.registry.join(party, "r", conn, None, ["*"]).room
@@ -83,21 +83,21 @@ class RecordingCluster(NoCluster):
         self.relayed: list[tuple[str, str, Any, str | None, bool]] = []
         self.wanted: list[tuple[str, bool]] = []
 
-    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
+    def relay(self, party: Party, room_name: str, envelope: Envelope) -> None:
         m = envelope.message
         self.relayed.append(
-            (party.binding.name, room, m.data, envelope.publisher, envelope.skip_publisher)
+            (party.binding.name, room_name, m.data, envelope.publisher, envelope.skip_publisher)
         )
 
-    def interest(self, party: Party, room: str, wanted: bool) -> None:
-        self.wanted.append((room, wanted))
+    def interest(self, party: Party, room_name: str, wanted: bool) -> None:
+        self.wanted.append((room_name, wanted))
 
 
 def test_hub_relays_local_publishes_only_and_reports_interest() -> None:
     cluster = RecordingCluster()
     hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), cluster, random.Random(2))
     party = hub.registry.parties["pubsub"]
-    a, b = Conn("a"), Conn("b", skip_self=True)
+    a, b = FakeSubscriber("a"), FakeSubscriber("b", skip_self=True)
     membership = hub.registry.join(party, "r", a, None, ["*"])
     membership_b = hub.registry.join(party, "r", b, None, ["*"])
     assert cluster.wanted == [("r", True)], "once, for the room's first connection"
@@ -118,7 +118,7 @@ def test_hub_relays_local_publishes_only_and_reports_interest() -> None:
 def test_a_publish_into_a_room_kept_idle_for_its_history_is_kept_for_the_return() -> None:
     hub = hub_with('[[pubsub]]\nbinding = "PubSub"\nhistory_messages = 10\n')
     party = hub.registry.parties["pubsub"]
-    gone = Conn("gone")
+    gone = FakeSubscriber("gone")
     membership = hub.registry.join(party, "r", gone, None, ["*"])
     publish(hub, membership.room, message("t", 1), None, 1.0)
     hub.registry.leave(gone, membership, 2.0)
@@ -127,7 +127,7 @@ def test_a_publish_into_a_room_kept_idle_for_its_history_is_kept_for_the_return(
     assert [
         e.message.data for e in idle.history.since(idle.history.cursor(0), lambda e: True).entries
     ] == [1, 2]
-    back = Conn("back")
+    back = FakeSubscriber("back")
     assert hub.registry.join(party, "r", back, None, ["*"]).room is idle
 
 
@@ -138,7 +138,7 @@ def test_a_publish_into_a_room_nobody_opened_opens_nothing() -> None:
     assert "nobody" not in party.rooms
 
 
-class Broken(Conn):
+class Broken(FakeSubscriber):
     """A subscriber whose outbox fails, as a bug in one connection's state would."""
 
     def __init__(self, id: str) -> None:
@@ -154,7 +154,7 @@ class BrokenOutbox(Outbox):
 def test_a_fault_in_one_subscriber_ends_it_alone_and_the_others_receive() -> None:
     hub = hub_with()
     party = hub.registry.parties["pubsub"]
-    first, broken, last = Conn("first"), Broken("broken"), Conn("last")
+    first, broken, last = FakeSubscriber("first"), Broken("broken"), FakeSubscriber("last")
     room = None
     for conn in (first, broken, last):
         room = hub.registry.join(party, "r", conn, None, ["*"]).room

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import Conn
+from fakes import FakeSubscriber
 from partysubd.core.flush import FlushQueue
 
 
 def test_an_outbox_is_listed_once_until_it_is_taken() -> None:
-    queue: FlushQueue[Conn] = FlushQueue()
-    conn = Conn("a")
+    queue: FlushQueue[FakeSubscriber] = FlushQueue()
+    conn = FakeSubscriber("a")
     for frame in (b"1", b"2", b"3"):
         if conn.out.push(frame):
             queue.add(conn)
@@ -19,15 +19,15 @@ def test_an_outbox_is_listed_once_until_it_is_taken() -> None:
 
 
 def test_schedule_lists_a_connection_with_nothing_queued_once() -> None:
-    queue: FlushQueue[Conn] = FlushQueue()
-    conn = Conn("a")
+    queue: FlushQueue[FakeSubscriber] = FlushQueue()
+    conn = FakeSubscriber("a")
     queue.schedule(conn)
     queue.schedule(conn)
     assert queue.take() == [conn]
 
 
 def test_latency_runs_from_the_first_unflushed_publish_to_the_flush() -> None:
-    queue: FlushQueue[Conn] = FlushQueue()
+    queue: FlushQueue[FakeSubscriber] = FlushQueue()
     queue.flushed(1.0)
     assert queue.latency.count == 0, "nothing was published"
     queue.published(10.0)

@@ -46,7 +46,7 @@ def test_upgrade_is_accepted_with_the_rfc_token(hub: Hub) -> None:
     # The example key and accept value from RFC 6455, section 1.3.
     assert result.accept_token == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert result.country == "DE"
-    assert result.route.room == "r"
+    assert result.route.room_name == "r"
 
 
 @pytest.mark.parametrize(

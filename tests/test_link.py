@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from fakes import Conn, message
+from fakes import FakeSubscriber, message
 from partysubd.cluster.link import ClusterLink
 from partysubd.core.config import DEFAULT_BINDING_TOML, ClusterSettings, parse_config
 from partysubd.core.envelope import Envelope, Origin
@@ -65,7 +65,7 @@ def test_the_link_delivers_only_into_bindings_this_daemon_has() -> None:
     link = ClusterLink(ClusterSettings(redis_url="redis://127.0.0.1:1"), "d1")
     hub = Hub.build(config, link, random.Random(2))
     link.attach(hub, config.server)
-    conn = Conn("c")
+    conn = FakeSubscriber("c")
     hub.registry.join(hub.registry.parties["pubsub"], "r", conn, None, ["*"])
     envelope = Envelope(message("t", 3), origin=Origin.RELAYED)
     link._deliver("NoSuchBinding", "r", envelope, 2.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from fakes import Conn
+from fakes import FakeSubscriber
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.core.hub import Hub
 from partysubd.core.members import (
@@ -34,7 +34,7 @@ def test_local_rooms_counts_live_connections() -> None:
     hub = Hub.build(parse_config(DEFAULT_BINDING_TOML, "t"), rng=random.Random(2))
     party = hub.registry.parties["pubsub"]
     for i in range(3):
-        hub.registry.join(party, "r", Conn(f"c{i}"), None, ["*"])
+        hub.registry.join(party, "r", FakeSubscriber(f"c{i}"), None, ["*"])
     assert local_rooms(hub.registry) == (3, {"pub-sub/r": 3})
 
 

@@ -22,7 +22,7 @@ from partysubd.core.relay import (
     decode_item,
     encode_batch,
     encode_item,
-    room_of,
+    names_of,
 )
 from partysubd.core.values import has_surrogate
 
@@ -129,8 +129,8 @@ def test_numbered_and_plain_batches_stay_apart_with_their_idempotency_keys() -> 
 @given(st.text(min_size=1, alphabet=st.characters(blacklist_characters=":{}")), st.text(min_size=1))
 def test_room_channels_round_trip(binding: str, room: str) -> None:
     channel = channel_for("partysub", binding, room)
-    assert room_of("partysub", channel) == (binding, room)
-    assert room_of("other", channel) is None
+    assert names_of("partysub", channel) == (binding, room)
+    assert names_of("other", channel) is None
 
 
 def test_outbound_keeps_order_batches_per_channel_and_bounds_memory() -> None:

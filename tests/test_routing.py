@@ -36,14 +36,14 @@ def test_route_ok_with_query() -> None:
 
 def test_room_is_percent_decoded() -> None:
     assert isinstance(found := route("/parties/pub-sub/%41%20b", PARTIES), Route)
-    assert found.room == "A b"
+    assert found.room_name == "A b"
     assert isinstance(found := route("/parties/pub-sub/caf%C3%A9", PARTIES), Route)
-    assert found.room == "café"
+    assert found.room_name == "café"
 
 
 def test_trailing_segments_are_ignored() -> None:
     found = route("/parties/chat/R/x/y", PARTIES)
-    assert isinstance(found, Route) and found.room == "R"
+    assert isinstance(found, Route) and found.room_name == "R"
 
 
 @pytest.mark.parametrize(

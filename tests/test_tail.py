@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakes import Conn, message, publish
+from fakes import FakeSubscriber, message, publish
 from partysubd.core.config import DEFAULT_BINDING_TOML, parse_config
 from partysubd.core.hub import Hub
 from partysubd.core.tail import Tail, Tails
@@ -94,7 +94,7 @@ def test_hub_offers_each_publish_with_its_cursor_after_delivering() -> None:
     watching, other_room = Tail("r", ["t"]), Tail("elsewhere")
     party.tails.add(watching)
     party.tails.add(other_room)
-    conn = Conn("c")
+    conn = FakeSubscriber("c")
     room = hub.registry.join(party, "r", conn, None, ["*"]).room
     assert publish(hub, room, message("t", 1), None, 5.0) == 1
     assert publish(hub, room, message("u", 2), None, 6.0) == 1

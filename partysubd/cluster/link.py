@@ -48,7 +48,7 @@ from ..core.relay import (
     decode_batch,
     decode_item,
     encode_batch,
-    room_of,
+    names_of,
 )
 
 log = logging.getLogger("partysubd.cluster")
@@ -124,24 +124,24 @@ class ClusterLink:
         """After a reload: new message limits for what arrives from Redis."""
         self.limits = server.message_limits
 
-    def _channel(self, party: Party, room: str) -> str:
-        return channel_for(self.settings.prefix, party.binding.name, room)
+    def _channel(self, party: Party, room_name: str) -> str:
+        return channel_for(self.settings.prefix, party.binding.name, room_name)
 
     # --- ClusterHooks: called by the core, synchronously, on the delivery path ---
 
     def numbers(self, party: Party) -> bool:
         return party.binding.options.history_messages > 0
 
-    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
-        channel = self._channel(party, room)
+    def relay(self, party: Party, room_name: str, envelope: Envelope) -> None:
+        channel = self._channel(party, room_name)
         pending = Pending(
             channel, False, envelope.message, envelope.publisher, envelope.skip_publisher
         )
         if self.outbound.add(pending):
             self._send_wanted.set()
 
-    def sequence(self, party: Party, room: str, envelope: Envelope) -> bool:
-        channel = self._channel(party, room)
+    def sequence(self, party: Party, room_name: str, envelope: Envelope) -> bool:
+        channel = self._channel(party, room_name)
         connected = self.connected
         # Unconnected, the hub delivers it here at once: say so, for later.
         pending = Pending(
@@ -156,8 +156,8 @@ class ClusterLink:
             self._send_wanted.set()
         return connected
 
-    def interest(self, party: Party, room: str, wanted: bool) -> None:
-        channel = self._channel(party, room)
+    def interest(self, party: Party, room_name: str, wanted: bool) -> None:
+        channel = self._channel(party, room_name)
         if self.interested.want(channel, wanted):
             self._interest_changed.set()
 
@@ -172,11 +172,11 @@ class ClusterLink:
         channel = self._channel(room.party, room.name)
         nursery.start_soon(self._fetch, client, channel, epoch, after, done)
 
-    def _deliver(self, binding: str, room: str, envelope: Envelope, now: float) -> None:
+    def _deliver(self, binding_name: str, room_name: str, envelope: Envelope, now: float) -> None:
         """Into this daemon's fan-out: a room of a binding this daemon has."""
-        party = self.hub.registry.parties_by_binding.get(binding)
+        party = self.hub.registry.parties_by_binding.get(binding_name)
         if party is not None:
-            self.hub.fanout.deliver(party, room, envelope, now)
+            self.hub.fanout.deliver(party, room_name, envelope, now)
 
     def _echoed(self, channel: str, relayed: list[Relayed]) -> None:
         """Our own numbered items came back: no longer in doubt. Redis numbers in
@@ -201,14 +201,14 @@ class ClusterLink:
     def _deliver_here(self, pending: list[Pending], now: float) -> None:
         """Deliver our own messages to this daemon's subscribers, each contained."""
         for item in pending:
-            room = room_of(self.settings.prefix, item.channel)
-            if room is None:
+            names = names_of(self.settings.prefix, item.channel)
+            if names is None:
                 continue
             try:
                 envelope = Envelope(
                     item.message, item.publisher, item.skip_publisher, origin=Origin.HELD
                 )
-                self._deliver(room[0], room[1], envelope, now)
+                self._deliver(names[0], names[1], envelope, now)
             except Exception:
                 faults.report(self.hub.events, "cluster", item.channel)
 
@@ -241,8 +241,8 @@ class ClusterLink:
                     item = decode_item(fields[b"m"], limits, seq=seq)
                     entries.append((seq, item.message, item.publisher))
                 seqs = [after] + [entry[0] for entry in entries]
-                room = room_of(self.settings.prefix, channel)
-                party = self.hub.registry.parties_by_binding.get(room[0]) if room else None
+                names = names_of(self.settings.prefix, channel)
+                party = self.hub.registry.parties_by_binding.get(names[0]) if names else None
                 budget = party.binding.options.history_bytes if party else 0
                 # Whole only if nothing is missing (numbers skipped for lost
                 # messages, or trimmed from the stream, make it not whole), and
@@ -405,15 +405,15 @@ class ClusterLink:
         """A batch from Redis: each item decoded (through the door) and delivered on
         its own, so one bad item, or one that raises, costs that item alone."""
         name = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else channel
-        room = room_of(self.settings.prefix, name)
+        names = names_of(self.settings.prefix, name)
         try:
-            if room is None:
+            if names is None:
                 raise BadBatch(f"not a room channel: {name[:200]!r}")
             origin, epoch, raws = decode_batch(payload)
         except BadBatch as exc:
             self._bad(name, exc)
             return
-        binding, room_name = room
+        binding_name, room_name = names
         now = trio.current_time()
         hub = self.hub
         limits = self.limits
@@ -441,7 +441,7 @@ class ClusterLink:
                 delivered_here=mine and item.delivered_at_origin,
             )
             try:
-                self._deliver(binding, room_name, envelope, now)
+                self._deliver(binding_name, room_name, envelope, now)
             except Exception:
                 faults.report(hub.events, "cluster", name)
         self.relayed_in += len(relayed)
@@ -511,8 +511,8 @@ class ClusterLink:
             # Our own subscribers get these from Redis too: a room that just
             # got its first connection here must be listened to before.
             await self._listening(batch.channel)
-            room = room_of(self.settings.prefix, batch.channel)
-            party = self.hub.registry.parties_by_binding.get(room[0]) if room else None
+            names = names_of(self.settings.prefix, batch.channel)
+            party = self.hub.registry.parties_by_binding.get(names[0]) if names else None
             if party is None:
                 sent.append(batch)  # a binding removed since: nobody to number it for
                 continue

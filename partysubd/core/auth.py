@@ -54,8 +54,8 @@ class Grant:
     expires_in: float | None = None  # seconds from verification
     subject: str | None = None
 
-    def may_enter(self, room: str) -> bool:
-        return self.rooms is None or any(matches(p, room) for p in self.rooms)
+    def may_enter(self, room_name: str) -> bool:
+        return self.rooms is None or any(matches(p, room_name) for p in self.rooms)
 
     def may_publish(self, topic: str) -> bool:
         return self.pub is None or any(matches(p, topic) for p in self.pub)

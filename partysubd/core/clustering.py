@@ -31,14 +31,14 @@ class ClusterHooks(Protocol):
     def numbers(self, party: Party) -> bool:
         """Whether the cluster numbers this party's rooms (they have a history)."""
 
-    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
+    def relay(self, party: Party, room_name: str, envelope: Envelope) -> None:
         """A local publish of a plain room, for the other daemons."""
 
-    def sequence(self, party: Party, room: str, envelope: Envelope) -> bool:
+    def sequence(self, party: Party, room_name: str, envelope: Envelope) -> bool:
         """A publish of a numbered room, for Redis to number and every daemon to deliver
         from there; False when Redis is away (it is queued, and delivered here now)."""
 
-    def interest(self, party: Party, room: str, wanted: bool) -> None:
+    def interest(self, party: Party, room_name: str, wanted: bool) -> None:
         """The room gained its first connection here (True) or lost its last."""
 
     @property
@@ -60,13 +60,13 @@ class NoCluster:
     def numbers(self, party: Party) -> bool:
         return False
 
-    def relay(self, party: Party, room: str, envelope: Envelope) -> None:
+    def relay(self, party: Party, room_name: str, envelope: Envelope) -> None:
         pass
 
-    def sequence(self, party: Party, room: str, envelope: Envelope) -> bool:
+    def sequence(self, party: Party, room_name: str, envelope: Envelope) -> bool:
         raise AssertionError("without a cluster nothing is numbered by Redis")
 
-    def interest(self, party: Party, room: str, wanted: bool) -> None:
+    def interest(self, party: Party, room_name: str, wanted: bool) -> None:
         pass
 
     def fetch_history(

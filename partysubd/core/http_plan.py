@@ -157,8 +157,10 @@ def authorize(
     grant = verify(token, settings, wall)
     if isinstance(grant, str):
         return _unauthorized(grant)
-    if not grant.may_enter(found.room):
-        return Reply(403, f"Forbidden: the token does not allow room {found.room!r}", close=True)
+    if not grant.may_enter(found.room_name):
+        return Reply(
+            403, f"Forbidden: the token does not allow room {found.room_name!r}", close=True
+        )
     return grant
 
 
@@ -231,10 +233,10 @@ def _websocket(
         return Reply(400, f"Bad request: {options}", close=True)
     party = found.party
     limit = party.binding.options.limits.max_connections_per_room
-    room = party.rooms.get(found.room)
+    room = party.rooms.get(found.room_name)
     if limit and room is not None and room.connections >= limit:
         return Reply(503, f"Room full: at most {limit} connections", [(b"Retry-After", b"5")])
-    if not party.has_room_for(found.room):
+    if not party.has_room_for(found.room_name):
         return Reply(
             503,
             f"Too many rooms: at most {party.binding.options.max_rooms} are open in this party",

@@ -29,19 +29,19 @@ import msgpack
 from .protocol import MessageLimits, ProtocolError, Publish, parse_relayed
 
 
-def channel_for(prefix: str, binding: str, room: str) -> str:
-    return f"{prefix}:{{{binding}:{room}}}"
+def channel_for(prefix: str, binding_name: str, room_name: str) -> str:
+    return f"{prefix}:{{{binding_name}:{room_name}}}"
 
 
-def room_of(prefix: str, channel: str) -> tuple[str, str] | None:
-    """(binding, room) of a room channel, or None for anything else."""
+def names_of(prefix: str, channel: str) -> tuple[str, str] | None:
+    """(binding name, room name) of a room channel, or None for anything else."""
     head = prefix + ":{"
     if not channel.startswith(head) or not channel.endswith("}"):
         return None
-    binding, sep, room = channel[len(head) : -1].partition(":")
-    if not sep or not binding or not room:
+    binding_name, sep, room_name = channel[len(head) : -1].partition(":")
+    if not sep or not binding_name or not room_name:
         return None
-    return binding, room
+    return binding_name, room_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,15 +32,15 @@ def kebab_case(name: str) -> str:
     return kebab.removesuffix("-")
 
 
-def party_names(binding: str) -> tuple[str, ...]:
+def party_names(binding_name: str) -> tuple[str, ...]:
     """The URL names a binding answers to: kebab-case, and all lower case."""
-    return tuple(dict.fromkeys((kebab_case(binding), binding.lower())))
+    return tuple(dict.fromkeys((kebab_case(binding_name), binding_name.lower())))
 
 
 @dataclass(frozen=True, slots=True)
 class Route(Generic[P]):
     party: P
-    room: str
+    room_name: str
     query: dict[str, str] = field(default_factory=dict)
 
 

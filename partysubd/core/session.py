@@ -371,14 +371,14 @@ class Session:
         found = post.route
         # Like the original, a POST lands on one node (placed by country),
         # which passes it to the others; in one process that is this call.
-        node_id = self.hub.registry.place(found.party, found.room, post.country)
+        node_id = self.hub.registry.place(found.party, found.room_name, post.country)
         envelope = Envelope(message, post.skip, skip_publisher=True)
-        delivered = self.hub.fanout.deliver(found.party, found.room, envelope, self.last_seen)
+        delivered = self.hub.fanout.deliver(found.party, found.room_name, envelope, self.last_seen)
         self._deliveries -= delivered or 0
         log.debug(
             "POST %s/%s topic %s via node %s from %s: %s deliveries",
             found.party.binding.name,
-            found.room,
+            found.room_name,
             message.topic,
             node_id,
             self.peer,
@@ -444,7 +444,7 @@ class Session:
             self._set_grant(plan.grant)
         patterns = self._allowed(topics_from_query(found.query))
         membership = self.hub.registry.join(
-            party, found.room, self, self.country, patterns, self.last_seen
+            party, found.room_name, self, self.country, patterns, self.last_seen
         )
         self.membership = membership
         self._use_policy(binding.options.slow_consumer, membership.room.history)
@@ -455,7 +455,7 @@ class Session:
             self.id,
             self.peer,
             found.party.binding.name,
-            found.room,
+            found.room_name,
             membership.node.id,
             self.country or "unknown",
             ",".join(patterns) or "-",

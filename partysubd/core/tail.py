@@ -58,12 +58,12 @@ class Tail:
 
     def __init__(
         self,
-        room: str,
+        room_name: str,
         patterns: Iterable[str] = ("*",),
         window: int = DEFAULT_WINDOW,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
-        self.room = room
+        self.room_name = room_name
         self.patterns = tuple(patterns) or ("*",)
         self._kept: deque[Seen] = deque()
         self._window = window
@@ -117,16 +117,16 @@ class Tails:
         return sum(len(tails) for tails in self._by_room.values())
 
     def add(self, tail: Tail) -> None:
-        self._by_room.setdefault(tail.room, set()).add(tail)
+        self._by_room.setdefault(tail.room_name, set()).add(tail)
 
     def remove(self, tail: Tail) -> None:
-        tails = self._by_room.get(tail.room)
+        tails = self._by_room.get(tail.room_name)
         if tails is None:
             return
         tails.discard(tail)
         if not tails:
-            del self._by_room[tail.room]
+            del self._by_room[tail.room_name]
 
-    def offer(self, room: str, message: Publish, cursor: str | None, now: float) -> None:
-        for tail in self._by_room.get(room, ()):
+    def offer(self, room_name: str, message: Publish, cursor: str | None, now: float) -> None:
+        for tail in self._by_room.get(room_name, ()):
             tail.offer(message, cursor, now)

@@ -159,11 +159,11 @@ class Daemon:
                 log.info(
                     "%s: draining %d connections over %gs, then stopping",
                     why,
-                    len(engine.conns),
+                    len(engine.transports),
                     self.config.server.drain_seconds,
                 )
                 self.state.draining = True
-                self.notifier.stopping(f"draining {len(engine.conns)} connections")
+                self.notifier.stopping(f"draining {len(engine.transports)} connections")
                 settings = self.config.server
                 await engine.shutdown(
                     settings.shutdown_close_code,

@@ -36,8 +36,11 @@ DRAIN_STEP = 0.1  # seconds between batches of closes when draining
 ACCEPT_ERRORS_TO_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-class Conn:
-    """A socket, its TLS layer if any, and the session it carries."""
+class Transport:
+    """What carries one connection's session: its socket, and its TLS layer if any.
+
+    The session (core) is the connection's protocol and state; the transport
+    is the engine's side of it. ``Engine.transports`` finds one by its session."""
 
     __slots__ = ("closed", "finished_seen", "session", "sock", "tls", "writing")
 
@@ -108,7 +111,7 @@ class Engine:
         # New connections speak TLS with this context; a reload may replace it.
         self.tls_context = tls_context
         # By session: the flush queue lists sessions, the engine writes to sockets.
-        self.conns: dict[Subscriber, Conn] = {}
+        self.transports: dict[Subscriber, Transport] = {}
         self.accepting = True
         self._flush_wanted = trio.Event()
         self._all_closed = trio.Event()
@@ -133,7 +136,7 @@ class Engine:
     def apply_settings(self, settings: ServerSettings) -> None:
         """After a reload: new limits and timers for every open connection."""
         self.settings = settings
-        for conn in self.conns.values():
+        for conn in self.transports.values():
             conn.session.apply_settings(settings)
         self.sweep_interval = _sweep_interval(settings)
 
@@ -150,19 +153,19 @@ class Engine:
         them ``timeout`` more to answer, then drop whatever is left."""
         self.stop_accepting()
         steps = max(1, int(window / DRAIN_STEP))
-        conns = sorted((c.session for c in self.conns.values()), key=lambda s: s.created)
-        per_step = max(1, -(-len(conns) // steps))  # ceiling
-        for start in range(0, len(conns), per_step):
+        sessions = sorted((c.session for c in self.transports.values()), key=lambda s: s.created)
+        per_step = max(1, -(-len(sessions) // steps))  # ceiling
+        for start in range(0, len(sessions), per_step):
             now = trio.current_time()
-            for session in conns[start : start + per_step]:
+            for session in sessions[start : start + per_step]:
                 session.close(code, reason, now)
             self._flush()
-            if start + per_step < len(conns):
+            if start + per_step < len(sessions):
                 await trio.sleep(DRAIN_STEP)
         with trio.move_on_after(timeout):
-            if self.conns:
+            if self.transports:
                 await self._all_closed.wait()
-        for conn in list(self.conns.values()):
+        for conn in list(self.transports.values()):
             self._close(conn)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -192,10 +195,10 @@ class Engine:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     tls = TLSLayer(self.tls_context) if self.tls_context is not None else None
                     session = Session(self.hub, self.settings, _peer(address), trio.current_time())
-                    conn = self.conns[session] = Conn(session, sock, tls)
+                    conn = self.transports[session] = Transport(session, sock, tls)
                     nursery.start_soon(self._read_loop, conn)
 
-    async def _read_loop(self, conn: Conn) -> None:
+    async def _read_loop(self, conn: Transport) -> None:
         """Read and feed one connection, yielding after a bounded amount of work.
 
         Whatever the session raises ends this connection alone (1011, or a 500
@@ -245,7 +248,7 @@ class Engine:
             faults.report(self.hub.events, "read", conn.name)
             self._close(conn)
 
-    def _feed(self, conn: Conn, data: bytes | None) -> None:
+    def _feed(self, conn: Transport, data: bytes | None) -> None:
         """Give the session bytes (or let it go on with what it holds), containing its faults."""
         session = conn.session
         now = trio.current_time()
@@ -285,9 +288,9 @@ class Engine:
         this loop runs once per connection per tick under load.
         """
         now: float | None = None
-        conns = self.conns
+        transports = self.transports
         for subscriber in self.hub.flush.take():
-            conn = conns.get(subscriber)
+            conn = transports.get(subscriber)
             if conn is None:
                 continue  # closed since it was queued
             session = conn.session
@@ -328,12 +331,12 @@ class Engine:
                 self._close(conn)
         self.hub.flush.flushed(trio.current_time() if now is None else now)
 
-    def _start_drain(self, conn: Conn) -> None:
+    def _start_drain(self, conn: Transport) -> None:
         if self._nursery is not None:
             conn.writing = True
             self._nursery.start_soon(self._drain, conn)
 
-    def _write(self, conn: Conn) -> bool:
+    def _write(self, conn: Transport) -> bool:
         """Send what the kernel takes now (the TLS path); False when the connection is gone."""
         try:
             _send_some(conn)
@@ -344,7 +347,7 @@ class Engine:
             self._start_drain(conn)
         return True
 
-    async def _drain(self, conn: Conn) -> None:
+    async def _drain(self, conn: Transport) -> None:
         """Wait for a full kernel buffer to empty, then keep writing until the outbox is."""
         try:
             while conn.unsent and not conn.closed:
@@ -375,7 +378,7 @@ class Engine:
             except Exception:
                 faults.report(hub.events, "timers", "expiry")
             close_timeout = self.settings.close_timeout
-            for conn in list(self.conns.values()):
+            for conn in list(self.transports.values()):
                 session = conn.session
                 try:
                     session.tick(now)
@@ -390,7 +393,7 @@ class Engine:
             if hub.flush:
                 self._flush()
 
-    def _close(self, conn: Conn) -> None:
+    def _close(self, conn: Transport) -> None:
         if conn.closed:
             return
         conn.closed = True
@@ -398,10 +401,10 @@ class Engine:
             conn.session.connection_lost()
         except Exception:
             faults.report(self.hub.events, "close", conn.name)
-        self.conns.pop(conn.session, None)
+        self.transports.pop(conn.session, None)
         trio.lowlevel.notify_closing(conn.sock)
         conn.sock.close()
-        if not self.conns and not self.accepting:
+        if not self.transports and not self.accepting:
             self._all_closed.set()
 
 
@@ -413,7 +416,7 @@ def _sweep_interval(settings: ServerSettings) -> float:
     return max(0.05, min(1.0, *timers) / 2)
 
 
-def _send_some(conn: Conn) -> None:
+def _send_some(conn: Transport) -> None:
     """One non-blocking send of the outbox's head; raises OSError when the peer is gone."""
     out = conn.session.out
     tls = conn.tls
