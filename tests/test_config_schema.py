@@ -6,11 +6,15 @@ import dataclasses
 import hashlib
 import re
 import tomllib
+import typing
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from partysubd.core.config import (
     Config,
@@ -462,3 +466,118 @@ def test_every_default_passes_its_own_check() -> None:
         for name, key in keys_of(section).items():
             if key.check is not None and not key.required and key.default is not None:
                 assert key.check(key.default) is None, (table, name)
+
+
+# --- no document makes the checker raise anything but ConfigError ------------------
+
+toml_scalars = (
+    st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.booleans()
+    | st.text(max_size=12)
+    | st.sampled_from(["auto", "token", "sentinel", "latest", "eu", "0.0.0.0:1", "redis://h:1"])
+)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def plausible(key: Key) -> st.SearchStrategy[Any]:
+    """Values of the key's own type (often good ones), so deep checks are reached too."""
+    if key.kind == "nodes":
+        return st.integers(-1, 300) | st.just("auto")
+    if key.kind == "weights":
+        names = st.sampled_from(["wnam", "weur", "eu", "moon", ""])
+        return st.dictionaries(names, st.integers(-1, 5) | st.floats(-1, 5), max_size=3)
+    if key.kind == "table_list":
+        rename = st.fixed_dictionaries({"from": st.text(max_size=3), "to": st.text(max_size=3)})
+        return st.lists(rename, max_size=2)
+    if isinstance(key.type, type) and issubclass(key.type, StrEnum):
+        return st.sampled_from([choice.value for choice in key.type])
+    if typing.get_origin(key.type) is tuple:
+        return st.lists(st.sampled_from(["*", "h:1", "https://a.example", "x"]), max_size=3)
+    if key.type is bool:
+        return st.booleans()
+    if key.type is int:
+        return st.integers(-2, 2**20) | st.sampled_from([0, 1, 1001, 1012, 65535])
+    if key.type is float:
+        return st.floats(-1, 100)
+    return st.text(max_size=8) | st.sampled_from(["0.0.0.0:1", "redis://h:1", "eu", "127.0.0.1"])
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly the schema's own tables and keys, with values of their type or any other."""
+    document: dict[str, Any] = {}
+    for table, section in TABLES.items():
+        # Wrangler's tables less often: without them the default binding is checked deep.
+        wrangler = table in ("durable_objects.bindings", "migrations")
+        if draw(st.integers(0, 3 if wrangler else 1)) != 0:
+            continue
+        keys = keys_of(section)
+        entry: dict[str, Any] = {}
+        for name in draw(st.lists(st.sampled_from([*keys, "bogus"]), max_size=8)):
+            key = keys.get(name)
+            strategy = toml_values if key is None else plausible(key) | toml_values
+            entry[name] = draw(strategy)
+        if table == "pubsub" and draw(st.integers(0, 3)):
+            entry["binding"] = "PubSub"
+        top, _, sub = table.partition(".")
+        if sub:
+            document[top] = {sub: [entry]}
+        elif table in ("migrations", "pubsub"):
+            document[table] = draw(st.sampled_from([[entry], entry, [entry, entry]]))
+        else:
+            document[table] = draw(st.sampled_from([entry, entry, [entry], 3]))
+    if draw(st.booleans()):
+        document["location_countries"] = draw(
+            st.dictionaries(st.sampled_from(["moon", "eu", ""]), st.lists(st.text(max_size=2)))
+            | toml_values
+        )
+    return document
+
+
+@st.composite
+def perturbed(draw: st.DrawFn) -> dict[str, Any]:
+    """EVERY_KEY with a few keys changed, added or taken out: the deep checks run."""
+    document = tomllib.loads(EVERY_KEY)
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for table in TABLES:
+        found: Any = document
+        for part in table.split("."):
+            found = found[part]
+        entries += [(table, entry) for entry in (found if isinstance(found, list) else [found])]
+    for _ in range(draw(st.integers(1, 3))):
+        table, entry = draw(st.sampled_from(entries))
+        keys = keys_of(TABLES[table])
+        name = draw(st.sampled_from(sorted(keys)))
+        if draw(st.integers(0, 4)) == 0:
+            entry.pop(name, None)
+        else:
+            entry[name] = draw(plausible(keys[name]) | toml_values)
+    return document
+
+
+@settings(max_examples=500)
+@given(documents() | perturbed(), st.booleans())
+def test_any_document_is_a_config_or_issues_never_an_exception(
+    document: dict[str, Any], flags: bool
+) -> None:
+    try:
+        text = tomli_w.dumps(document)
+    except (TypeError, ValueError):
+        return  # not writable as TOML
+    overrides = (
+        Overrides(port=0, admin_listen="127.0.0.1:0", cluster_name="x") if flags else Overrides()
+    )
+    try:
+        config = parse_config(text, "any.toml", sources=SOURCES, overrides=overrides)
+    except ConfigError as exc:
+        assert exc.issues and all(str(issue) for issue in exc.issues)
+        return
+    again = parse_config(show(config), "shown.toml", sources=SOURCES)
+    assert comparable(again) == comparable(config)
